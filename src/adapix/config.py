@@ -1,0 +1,84 @@
+"""Model configuration of Adapix.
+
+A weights file stores this dataclass (as JSON in the safetensors metadata) next to the tensors, and a
+model is always rebuilt from it (``AdapixModel(config)``), never guessed from tensor shapes.
+
+Sizes, in the notation of the papers this codec follows:
+
+* ``N``: channels of the analysis/synthesis transforms, ``M``: channels of the latent ``y``
+  (``y`` has 1/16 of the image resolution), ``Nh``: channels of the hyper latent ``z`` (1/64).
+* ``scales``: number of scales of the multi-scale progressive (MSP) model: ``y`` is split by 2x2
+  polyphase ``scales - 1`` times; the coarsest scale has 1/4**(scales-1) of the latent positions.
+* ``groups``: channel groups per phase; each is one sequential decoding step.
+* ``syntax_dim``: length of the per-image model stream ``s`` (neural syntax).
+* ``lambdas``: the rate-distortion anchors of the variable-rate model (MSE on [0,255] images scaled
+  to [0,1], loss = R + lambda * 255**2 * MSE as in CompressAI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+FORMAT_VERSION = 1  # version of the weights file layout (config + tensors + tables)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    N: int = 128
+    M: int = 192
+    Nh: int = 128
+    scales: int = 3
+    groups: int = 2
+    ctx_hidden: int = 192
+    syntax_dim: int = 32
+    postfilter_channels: int = 16
+    lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
+    # Entropy-coding tables (built at export time, see adapix.entropy.tables).
+    scale_min: float = 0.11
+    scale_max: float = 256.0
+    scale_levels: int = 64
+    mean_step: float = 1.0 / 64.0
+    symbol_max: int = 2048  # y symbols are clamped to [-symbol_max, symbol_max - 1]
+
+    @property
+    def pad_multiple(self) -> int:
+        """Images are padded to a multiple of this (16 for g_a, times 4 for h_a, times polyphase)."""
+        return 16 * max(4, 2 ** (self.scales - 1))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        if "lambdas" in data:
+            data["lambdas"] = tuple(data["lambdas"])
+        return cls(**data)
+
+
+TINY = ModelConfig(N=16, M=24, Nh=16, scales=3, groups=2, ctx_hidden=24, syntax_dim=8,
+                   postfilter_channels=8)
+"""A tiny configuration for unit tests (random weights, fast on CPU)."""
+
+
+@dataclass(frozen=True)
+class QualityMap:
+    """Maps the user's quality knob (0..100, higher is better) to a position between lambda anchors.
+
+    quality q -> t = q / 100 * (K - 1) in [0, K-1]; the per-channel gain vectors of anchors
+    floor(t) and ceil(t) are interpolated geometrically, so lambda(q) is log-linear in q between
+    lambdas[0] (q = 0) and lambdas[-1] (q = 100).
+    """
+
+    anchors: int = field(default=6)
+
+    def position(self, quality: float) -> float:
+        if not 0.0 <= quality <= 100.0:
+            raise ValueError(f"quality must be in 0..100, got {quality}")
+        return quality / 100.0 * (self.anchors - 1)

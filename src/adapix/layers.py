@@ -1,0 +1,46 @@
+"""Building blocks of the transforms: GDN and strided convolutions.
+
+GDN (generalized divisive normalization, Balle et al., "Density modeling of images using a
+generalized normalization transformation", ICLR 2016):
+
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij * x_j**2)        (inverse: multiply instead)
+
+beta and gamma are kept non-negative by a squared reparametrisation with a small floor.
+Shapes: (B, C, H, W) in, same out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GDN(nn.Module):
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6,
+                 gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.pedestal = 2.0 ** -36
+        self.beta_bound = (beta_min + self.pedestal) ** 0.5
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self.pedestal))
+        self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self.pedestal))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        beta = torch.clamp(self.beta, min=self.beta_bound) ** 2 - self.pedestal
+        gamma = torch.clamp(self.gamma, min=self.pedestal ** 0.5) ** 2 - self.pedestal
+        norm = F.conv2d(x * x, gamma.view(c, c, 1, 1).to(x.dtype), beta.to(x.dtype))
+        norm = torch.sqrt(norm.float().clamp_min(1e-12)).to(x.dtype)
+        return x * norm if self.inverse else x / norm
+
+
+def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    """Strided convolution that divides the size by ``stride`` (``same`` padding)."""
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """Transposed convolution that multiplies the size by ``stride``."""
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2,
+                              output_padding=stride - 1)

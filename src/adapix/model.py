@@ -1,0 +1,202 @@
+"""The Adapix model: transforms + entropy models composed, for training and for coding.
+
+Data flow (x in [0,1], (B,3,H,W), H, W multiples of ``cfg.pad_multiple``; t = quality position in
+[0, K-1] between the K lambda anchors, per sample)::
+
+    y   = g_a(x) * gain(t)                      variable rate by per-channel gains (Cui et al.,
+                                                "Asymmetric gained deep image compression", 2021)
+    z   = h_a(y)        -> z_hat   (factorized prior)             hyper stream
+    s   = syntax(y)     -> s_hat   (factorized prior)             model stream
+    f   = h_s(z_hat)
+    y_hat = MSP(f, y)                                             content stream
+    x_hat = g_s(y_hat * inv_gain(t), generator(s_hat))  [-> post-filter]
+
+Training (``forward``) returns bits per sample of each stream and x_hat; coding (``compress`` /
+``decompress``) returns or consumes the three byte streams, and both sides reconstruct through
+:meth:`AdapixModel.reconstruct`, so the encoder's reconstruction is the decoder's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .entropy.coder import StepDecoder, StepEncoder
+from .entropy.factorized import FactorizedPrior, round_ste
+from .entropy.gaussian import SnappedGaussian
+from .entropy.msp import MSPModel
+from .errors import WeightsError
+from .transforms import (AnalysisTransform, HyperAnalysis, HyperSynthesis, PostFilter,
+                         SyntaxEncoder, SynthesisTransform, WeightGenerator)
+
+
+@dataclass
+class ForwardOutput:
+    """Training output. Bits are per sample (B,); x_hat (B,3,H,W)."""
+
+    x_hat: torch.Tensor
+    bits_y: torch.Tensor
+    bits_z: torch.Tensor
+    bits_s: torch.Tensor
+
+    @property
+    def bits(self) -> torch.Tensor:
+        return self.bits_y + self.bits_z + self.bits_s
+
+
+@dataclass
+class Streams:
+    """The three entropy-coded sections of one image."""
+
+    model_stream: bytes
+    hyper: bytes
+    content: bytes
+
+
+@dataclass
+class Latents:
+    """Continuous latents of one image, the starting point of encoder-side optimisation."""
+
+    y: torch.Tensor  # (1, M, H/16, W/16), gained
+    z: torch.Tensor  # (1, Nh, H/64, W/64)
+    s: torch.Tensor  # (1, D)
+
+
+@dataclass
+class CodingResult:
+    streams: Streams
+    x_hat: torch.Tensor      # (1,3,H,W) the reconstruction, identical to what decoding yields
+    est_bits: float          # ideal code length from the snapped model, all streams
+
+
+class AdapixModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        K = len(cfg.lambdas)
+        self.g_a = AnalysisTransform(cfg)
+        self.g_s = SynthesisTransform(cfg)
+        self.h_a = HyperAnalysis(cfg)
+        self.h_s = HyperSynthesis(cfg)
+        self.syntax = SyntaxEncoder(cfg)
+        self.generator = WeightGenerator(cfg)
+        self.postfilter = PostFilter(cfg)
+        self.z_prior = FactorizedPrior(cfg.Nh)
+        self.s_prior = FactorizedPrior(cfg.syntax_dim)
+        self.msp = MSPModel(cfg)
+        lam = torch.tensor(cfg.lambdas)
+        init = 0.5 * torch.log(lam / lam[K // 2])  # quantisation step ~ 1/sqrt(lambda)
+        self.log_gain = nn.Parameter(init.view(K, 1).repeat(1, cfg.M))
+        self.log_inv_gain = nn.Parameter(-init.view(K, 1).repeat(1, cfg.M))
+        self.snap = SnappedGaussian(cfg)
+
+    # ---- variable rate -----------------------------------------------------------------------
+    @property
+    def decode_steps(self) -> int:
+        """Sequential entropy-decoding steps per image: 1 (hyper + model stream) + MSP steps.
+        A constant of the model, independent of the image size."""
+        return 1 + self.msp.decode_steps
+
+    def _interp(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Geometric interpolation of gain vectors at positions t (B,) -> (B, M, 1, 1)."""
+        K = table.shape[0]
+        t = t.clamp(0, K - 1).float()
+        i0 = torch.floor(t).long().clamp(max=K - 2)
+        frac = (t - i0.float()).view(-1, 1)
+        lg = table[i0] * (1 - frac) + table[i0 + 1] * frac
+        return torch.exp(lg).view(t.shape[0], -1, 1, 1)
+
+    def lam(self, t: torch.Tensor) -> torch.Tensor:
+        """lambda at quality positions t (B,): log-linear between anchors."""
+        logs = torch.log(torch.tensor(self.cfg.lambdas))
+        K = logs.shape[0]
+        t = t.clamp(0, K - 1).float()
+        i0 = torch.floor(t).long().clamp(max=K - 2)
+        frac = t - i0.float()
+        return torch.exp(logs[i0] * (1 - frac) + logs[i0 + 1] * frac)
+
+    # ---- training ----------------------------------------------------------------------------
+    def analyse(self, x: torch.Tensor, t: torch.Tensor) -> Latents:
+        y = self.g_a(x) * self._interp(self.log_gain, t).to(x.dtype)
+        return Latents(y=y, z=self.h_a(y), s=self.syntax(y))
+
+    def synthesize(self, y_hat: torch.Tensor, s_hat: torch.Tensor, t: torch.Tensor,
+                   postfilter: bool) -> torch.Tensor:
+        gen = self.generator(s_hat.float())
+        y_in = y_hat * self._interp(self.log_inv_gain, t).to(y_hat.dtype)
+        x_hat = self.g_s(y_in, gen.synthesis_delta)
+        if postfilter:
+            x_hat = self.postfilter(x_hat, gen)
+        return x_hat
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False) -> ForwardOutput:
+        lat = self.analyse(x, t)
+        _, bits_z = self.z_prior(lat.z)
+        _, bits_s = self.s_prior(lat.s.unsqueeze(-1))
+        z_hat = round_ste(lat.z)
+        s_hat = round_ste(lat.s)
+        feats = self.h_s(z_hat)
+        y_hat, bits_y = self.msp(feats, lat.y)
+        x_hat = self.synthesize(y_hat, s_hat, t, postfilter)
+        return ForwardOutput(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z, bits_s=bits_s)
+
+    # ---- coding ------------------------------------------------------------------------------
+    def _check_tables(self) -> None:
+        if self.z_prior.table is None or self.s_prior.table is None:
+            raise WeightsError("entropy tables missing: weights must come from `adapix export` "
+                               "(or call adapix.weights.build_tables on a freshly trained model)")
+
+    @torch.no_grad()
+    def compress_latents(self, lat: Latents, t: float, postfilter: bool) -> CodingResult:
+        """Codes given (continuous) latents; y is rounded around the MSP means."""
+        self._check_tables()
+        s_bytes, s_hat = self.s_prior.compress(lat.s.unsqueeze(-1))
+        z_bytes, z_hat = self.z_prior.compress(lat.z)
+        feats = self.h_s(z_hat)
+        enc = StepEncoder(self.snap.table)
+        y_hat, est_y = self.msp.code(feats, lat.y.float(), enc, self.snap)
+        content = enc.finish()
+        x_hat = self.synthesize(y_hat, s_hat.squeeze(-1), torch.tensor([t]), postfilter)
+        est = est_y + self.z_prior.estimate_bits(z_hat) + self.s_prior.estimate_bits(s_hat)
+        return CodingResult(Streams(s_bytes, z_bytes, content), x_hat.clamp(0, 1), est)
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, t: float, postfilter: bool = False) -> CodingResult:
+        """x (1,3,H,W) padded to ``cfg.pad_multiple``; t quality position."""
+        lat = self.analyse(x, torch.tensor([t]))
+        return self.compress_latents(lat, t, postfilter)
+
+    @torch.no_grad()
+    def decompress(self, streams: Streams, padded_hw: tuple[int, int], t: float,
+                   postfilter: bool = False) -> torch.Tensor:
+        """Inverse of compress: returns x_hat (1,3,H,W) for the padded size."""
+        self._check_tables()
+        H, W = padded_hw
+        s_hat = self.s_prior.decompress(streams.model_stream, (1, self.cfg.syntax_dim, 1))
+        z_hat = self.z_prior.decompress(streams.hyper, (1, self.cfg.Nh, H // 64, W // 64))
+        feats = self.h_s(z_hat)
+        dec = StepDecoder(self.snap.table, streams.content)
+        y_hat, _ = self.msp.code(feats, None, dec, self.snap)
+        dec.finish()
+        x_hat = self.synthesize(y_hat, s_hat.squeeze(-1), torch.tensor([t]), postfilter)
+        return x_hat.clamp(0, 1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def quality_to_position(cfg: ModelConfig, quality: float) -> float:
+    """quality 0..100 -> t in [0, K-1]; see :class:`adapix.config.QualityMap`."""
+    if not (0.0 <= quality <= 100.0) or math.isnan(quality):
+        raise ValueError(f"quality must be in 0..100, got {quality}")
+    return quality / 100.0 * (len(cfg.lambdas) - 1)
+
+
+__all__ = ["AdapixModel", "ForwardOutput", "Streams", "Latents", "CodingResult",
+           "count_parameters", "quality_to_position", "np"]

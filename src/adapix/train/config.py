@@ -1,0 +1,124 @@
+"""Training configuration: dataclasses filled from a TOML file and ``--set key=value`` overrides.
+
+Example (configs/default.toml)::
+
+    [model]          # adapix.config.ModelConfig fields
+    N = 128
+    M = 192
+    [train]          # TrainConfig fields
+    data = "../shared/data/train"
+    steps = 200000
+    lr = 5e-4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ..config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/train"
+    val_data: str = ""            # a folder; empty: hold out ``val_holdout`` images of ``data``
+    val_holdout: int = 8
+    out: str = "runs/default"
+    stage: str = "main"           # "main" (everything but the post-filter) or "postfilter"
+    init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
+    steps: int = 200_000
+    batch: int = 8
+    crop: int = 256
+    max_side: int = 512           # training photos are downscaled to this short side
+    lr: float = 5e-4
+    warmup: int = 300
+    decay_steps: int = 20_000     # final cosine decay to lr * lr_floor over this many steps
+    lr_floor: float = 0.1
+    grad_clip: float = 1.0
+    distortion: str = "mse"       # or "ms-ssim"
+    t_min: float = 0.0            # quality positions sampled uniformly in [t_min, t_max]
+    t_max: float = -1.0           # -1: the last anchor
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = True
+    threads: int = 0              # 0: torch default
+    seed: int = 1
+    log_every: int = 25
+    ckpt_minutes: float = 5.0
+    val_every: int = 1000
+    val_images: int = 4
+    val_qualities: tuple[float, ...] = (10.0, 50.0, 90.0)
+    device: str = "cpu"
+    model_id: str = "adapix-dev"
+    export: str = ""              # weights path written at the end (default: <out>/weights.safetensors)
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(cls_field: dataclasses.Field, value):
+    typ = cls_field.type if not isinstance(cls_field.type, str) else cls_field.type
+    default = cls_field.default
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{cls_field.name}: expected a boolean, got {value!r}")
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        return tuple(float(v) for v in value)
+    del typ
+    return str(value)
+
+
+def _apply(obj, values: dict, section: str):
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for k, v in values.items():
+        if k not in fields:
+            raise ValueError(f"unknown setting [{section}] {k} (known: {', '.join(sorted(fields))})")
+        changes[k] = _coerce(fields[k], v)
+    return dataclasses.replace(obj, **changes)
+
+
+def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
+    """Reads a TOML file (optional) and ``section.key=value`` overrides into a RunConfig."""
+    raw: dict = {}
+    if path:
+        with open(Path(path), "rb") as f:
+            raw = tomllib.load(f)
+    unknown = set(raw) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"unknown config sections: {sorted(unknown)} (use [model] and [train])")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override must look like section.key=value: {item!r}")
+        key, value = item.split("=", 1)
+        section, _, name = key.partition(".")
+        if not name:
+            section, name = "train", section
+        raw.setdefault(section, {})[name] = value
+    model = _apply(ModelConfig(), raw.get("model", {}), "model")
+    train = _apply(TrainConfig(), raw.get("train", {}), "train")
+    if train.stage not in ("main", "postfilter"):
+        raise ValueError("train.stage must be 'main' or 'postfilter'")
+    return RunConfig(model=model, train=train)

@@ -1,0 +1,162 @@
+"""Transforms of Adapix. They hold no coding logic (no quantisation, no likelihoods).
+
+Data flow (x: image in [0,1], (B,3,H,W), H and W multiples of ``config.pad_multiple``)::
+
+    y  = g_a(x)                  (B, M, H/16, W/16)   analysis
+    z  = h_a(y)                  (B, Nh, H/64, W/64)  hyper analysis
+    f  = h_s(z_hat)              (B, 2M, H/16, W/16)  hyper features for the MSP model
+    s  = syntax_enc(y)           (B, D)               model stream (neural syntax), D = syntax_dim
+    w  = generator(s_hat)        per-image weights of the last synthesis layer and post-filter
+    x' = g_s(y_hat, w.synthesis) (B, 3, H, W)         synthesis with a data-dependent last layer
+    x''= postfilter(x', w.post)                        optional residual post-processing filter
+
+The data-dependent last layer follows Wang et al., "Neural Data-Dependent Transform for Learned
+Image Compression", CVPR 2022: a decoder-side generator maps the transmitted model stream to
+(part of) the weights of the synthesis transform, so the decoder adapts to each image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .layers import GDN, conv, deconv
+
+
+class AnalysisTransform(nn.Module):
+    """g_a: (B,3,H,W) -> (B,M,H/16,W/16). Four stride-2 5x5 convolutions with GDN."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        N, M = cfg.N, cfg.M
+        self.net = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N),
+                                 conv(N, M))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SynthesisTransform(nn.Module):
+    """g_s: (B,M,h,w) -> (B,3,16h,16w). The last transposed conv has per-image weight offsets.
+
+    ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per image) or is None.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        N, M = cfg.N, cfg.M
+        self.body = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N),
+                                  GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
+        self.last = deconv(N, 3)
+
+    def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.body(y_hat)
+        if last_delta is None:
+            return self.last(h)
+        B, N, H, W = h.shape
+        weight = (self.last.weight.unsqueeze(0) + last_delta.to(h.dtype)).reshape(B * N, 3, 5, 5)
+        out = F.conv_transpose2d(h.reshape(1, B * N, H, W), weight, None, stride=2, padding=2,
+                                 output_padding=1, groups=B)
+        return out.reshape(B, 3, 2 * H, 2 * W) + self.last.bias.view(1, 3, 1, 1).to(h.dtype)
+
+
+class HyperAnalysis(nn.Module):
+    """h_a: (B,M,h,w) -> (B,Nh,h/4,w/4)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        M, Nh = cfg.M, cfg.Nh
+        self.net = nn.Sequential(conv(M, Nh, 3, 1), nn.GELU(), conv(Nh, Nh, 5, 2), nn.GELU(),
+                                 conv(Nh, Nh, 5, 2))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+class HyperSynthesis(nn.Module):
+    """h_s: (B,Nh,h/4,w/4) -> (B,2M,h,w) features for the MSP context networks."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        M, Nh = cfg.M, cfg.Nh
+        self.net = nn.Sequential(deconv(Nh, M, 5, 2), nn.GELU(), deconv(M, M * 3 // 2, 5, 2),
+                                 nn.GELU(), conv(M * 3 // 2, 2 * M, 3, 1))
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self.net(z_hat)
+
+
+class SyntaxEncoder(nn.Module):
+    """Model-stream encoder: (B,M,h,w) -> s (B,D). Mean and max pooling of a 1x1 projection."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(cfg.M, 2 * cfg.syntax_dim, 1)
+        self.out = nn.Linear(4 * cfg.syntax_dim, cfg.syntax_dim)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.proj(y))
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.out(pooled)
+
+
+@dataclass
+class GeneratedWeights:
+    synthesis_delta: torch.Tensor  # (B, N, 3, 5, 5)
+    post_weight: torch.Tensor      # (B, 3, C, 3, 3)
+    post_bias: torch.Tensor        # (B, 3)
+
+
+class WeightGenerator(nn.Module):
+    """Generates per-image decoder weights from the decoded model stream s_hat (B, D).
+
+    The output layer starts at zero, so an untrained generator leaves the decoder unchanged.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D, N, C = cfg.syntax_dim, cfg.N, cfg.postfilter_channels
+        self.hidden = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU())
+        self.synth = nn.Linear(4 * D, N * 3 * 25)
+        self.post = nn.Linear(4 * D, 3 * C * 9 + 3)
+        for lin in (self.synth, self.post):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        self.N, self.C = N, C
+
+    def forward(self, s_hat: torch.Tensor) -> GeneratedWeights:
+        B = s_hat.shape[0]
+        h = self.hidden(s_hat)
+        delta = (0.01 * self.synth(h)).view(B, self.N, 3, 5, 5)
+        post = 0.01 * self.post(h)
+        pw = post[:, : 3 * self.C * 9].reshape(B, 3, self.C, 3, 3)
+        return GeneratedWeights(delta, pw, post[:, 3 * self.C * 9:])
+
+
+class PostFilter(nn.Module):
+    """Residual post-processing filter on the decoded image; its last layer is per-image.
+
+    x'' = x' + conv(relu(conv(relu(conv(x'))))) with the last conv = static + generated weights.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.postfilter_channels
+        self.c1 = nn.Conv2d(3, C, 3, padding=1)
+        self.c2 = nn.Conv2d(C, C, 3, padding=1)
+        self.c3 = nn.Conv2d(C, 3, 3, padding=1)
+        nn.init.zeros_(self.c3.weight)
+        nn.init.zeros_(self.c3.bias)
+
+    def forward(self, x: torch.Tensor, gen: GeneratedWeights) -> torch.Tensor:
+        B, _, H, W = x.shape
+        h = F.relu(self.c2(F.relu(self.c1(x))))
+        C = h.shape[1]
+        w = (self.c3.weight.unsqueeze(0) + gen.post_weight.to(h.dtype)).reshape(B * 3, C, 3, 3)
+        b = (self.c3.bias.unsqueeze(0) + gen.post_bias.to(h.dtype)).reshape(B * 3)
+        r = F.conv2d(h.reshape(1, B * C, H, W), w, b, padding=1, groups=B)
+        return x + r.reshape(B, 3, H, W)
