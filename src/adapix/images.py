@@ -527,7 +527,7 @@ def crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
 
 def to_tensor(img: RasterImage) -> torch.Tensor:
     """Pixels -> float32 (1, 3, H, W) in [0, 1]; greyscale is replicated to 3 channels."""
-    t = torch.from_numpy(np.ascontiguousarray(img.pixels)).permute(2, 0, 1).to(torch.float32).div_(255.0)
+    t = torch.from_numpy(np.array(img.pixels, copy=True)).permute(2, 0, 1).to(torch.float32).div_(255.0)
     if t.shape[0] == 1:
         t = t.expand(3, -1, -1)
     return t.unsqueeze(0).contiguous()

@@ -28,6 +28,7 @@ from torch import nn
 from .config import ModelConfig
 from .entropy.coder import StepDecoder, StepEncoder
 from .entropy.factorized import FactorizedPrior, round_ste
+from .entropy.fixedpoint import FixedPointNet
 from .entropy.gaussian import SnappedGaussian
 from .entropy.msp import MSPModel
 from .errors import WeightsError
@@ -94,6 +95,9 @@ class AdapixModel(nn.Module):
         self.log_gain = nn.Parameter(init.view(K, 1).repeat(1, cfg.M))
         self.log_inv_gain = nn.Parameter(-init.view(K, 1).repeat(1, cfg.M))
         self.snap = SnappedGaussian(cfg)
+        self.gelu_lut: torch.Tensor | None = None  # entropy table, built at export
+        self._fixed_key: tuple | None = None
+        self._fixed: dict | None = None
 
     # ---- variable rate -----------------------------------------------------------------------
     @property
@@ -147,21 +151,40 @@ class AdapixModel(nn.Module):
 
     # ---- coding ------------------------------------------------------------------------------
     def _check_tables(self) -> None:
-        if self.z_prior.table is None or self.s_prior.table is None:
+        if self.z_prior.table is None or self.s_prior.table is None or self.gelu_lut is None:
             raise WeightsError("entropy tables missing: weights must come from `adapix export` "
                                "(or call adapix.weights.build_tables on a freshly trained model)")
+
+    def fixed_nets(self) -> dict:
+        """Fixed-point copies of h_s and the MSP context nets (see entropy.fixedpoint).
+
+        Rebuilt whenever a parameter of those nets changed (tracked by tensor versions)."""
+        self._check_tables()
+        mods = [self.h_s, *self.msp.coarse, *[n for ph in self.msp.phase_nets for n in ph]]
+        key = tuple((id(p), p._version) for m in mods for p in m.parameters())
+        key += (id(self.gelu_lut),)
+        if key != self._fixed_key:
+            fixed = {self.h_s: FixedPointNet(self.h_s.net, self.gelu_lut)}
+            for m in mods[1:]:
+                fixed[m] = FixedPointNet(m.net, self.gelu_lut)
+            self._fixed, self._fixed_key = fixed, key
+        return self._fixed
+
+    def hyper_features(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """h_s(z_hat) in exact fixed point (float64), as both encoder and decoder compute it."""
+        return self.fixed_nets()[self.h_s](z_hat)
 
     @torch.no_grad()
     def compress_latents(self, lat: Latents, t: float, postfilter: bool) -> CodingResult:
         """Codes given (continuous) latents; y is rounded around the MSP means."""
-        self._check_tables()
+        fixed = self.fixed_nets()
         s_bytes, s_hat = self.s_prior.compress(lat.s.unsqueeze(-1))
         z_bytes, z_hat = self.z_prior.compress(lat.z)
-        feats = self.h_s(z_hat)
+        feats = self.hyper_features(z_hat)
         enc = StepEncoder(self.snap.table)
-        y_hat, est_y = self.msp.code(feats, lat.y.float(), enc, self.snap)
+        y_hat, est_y = self.msp.code(feats, lat.y, enc, self.snap, fixed)
         content = enc.finish()
-        x_hat = self.synthesize(y_hat, s_hat.squeeze(-1), torch.tensor([t]), postfilter)
+        x_hat = self.synthesize(y_hat.float(), s_hat.squeeze(-1), torch.tensor([t]), postfilter)
         est = est_y + self.z_prior.estimate_bits(z_hat) + self.s_prior.estimate_bits(s_hat)
         return CodingResult(Streams(s_bytes, z_bytes, content), x_hat.clamp(0, 1), est)
 
@@ -175,14 +198,15 @@ class AdapixModel(nn.Module):
     def decompress(self, streams: Streams, padded_hw: tuple[int, int], t: float,
                    postfilter: bool = False) -> torch.Tensor:
         """Inverse of compress: returns x_hat (1,3,H,W) for the padded size."""
-        self._check_tables()
+        fixed = self.fixed_nets()
         H, W = padded_hw
         s_hat = self.s_prior.decompress(streams.model_stream, (1, self.cfg.syntax_dim, 1))
         z_hat = self.z_prior.decompress(streams.hyper, (1, self.cfg.Nh, H // 64, W // 64))
-        feats = self.h_s(z_hat)
+        feats = self.hyper_features(z_hat)
         dec = StepDecoder(self.snap.table, streams.content)
-        y_hat, _ = self.msp.code(feats, None, dec, self.snap)
+        y_hat, _ = self.msp.code(feats, None, dec, self.snap, fixed)
         dec.finish()
+        y_hat = y_hat.float()
         x_hat = self.synthesize(y_hat, s_hat.squeeze(-1), torch.tensor([t]), postfilter)
         return x_hat.clamp(0, 1)
 

@@ -31,7 +31,8 @@ from safetensors.torch import load as st_load, save as st_save
 
 from .config import FORMAT_VERSION, ModelConfig
 from .entropy.factorized import CategoricalTable
-from .entropy.gaussian import SnappedGaussian, scale_table
+from .entropy.fixedpoint import gelu_lut
+from .entropy.gaussian import SnappedGaussian, log_scale_bounds, scale_table
 from .errors import WeightsError
 from .model import AdapixModel
 
@@ -52,7 +53,9 @@ def build_tables(model: AdapixModel) -> None:
     """Builds the entropy-coding tables of a model in place (done at export)."""
     model.z_prior.table = model.z_prior.build_table()
     model.s_prior.table = model.s_prior.build_table()
-    model.snap = SnappedGaussian(model.cfg, scale_table(model.cfg))
+    stds = scale_table(model.cfg)
+    model.snap = SnappedGaussian(model.cfg, stds, log_scale_bounds(stds))
+    model.gelu_lut = gelu_lut()
 
 
 def _hash(data: bytes) -> bytes:
@@ -63,7 +66,7 @@ def weights_bytes(model: AdapixModel, model_id: str, *, fp16: bool = True,
                   postfilter_trained: bool = False, steps: int = 0, notes: str = "") -> bytes:
     if not MODEL_ID_RE.match(model_id):
         raise ValueError(f"model id must match {MODEL_ID_RE.pattern}: {model_id!r}")
-    if model.z_prior.table is None or model.s_prior.table is None:
+    if model.z_prior.table is None or model.s_prior.table is None or model.gelu_lut is None:
         build_tables(model)
     tensors: dict[str, torch.Tensor] = {}
     for name, t in model.state_dict().items():
@@ -75,6 +78,8 @@ def weights_bytes(model: AdapixModel, model_id: str, *, fp16: bool = True,
         tensors[f"tables.{key}.pmf"] = torch.from_numpy(np.ascontiguousarray(tab.pmf, np.float64))
         tensors[f"tables.{key}.offset"] = torch.from_numpy(tab.offset.astype(np.int64))
     tensors["tables.scale"] = torch.from_numpy(model.snap.stds.astype(np.float64))
+    tensors["tables.scale_log_bounds"] = torch.from_numpy(model.snap.log_bounds.astype(np.float64))
+    tensors["tables.gelu_lut"] = model.gelu_lut.to(torch.int64).contiguous()
     meta = {"format_version": str(FORMAT_VERSION), "config": model.cfg.to_json(),
             "model_id": model_id, "postfilter": "1" if postfilter_trained else "0",
             "steps": str(steps), "notes": notes}
@@ -90,6 +95,7 @@ def export_weights(model: AdapixModel, path: str | os.PathLike, model_id: str, *
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -111,7 +117,6 @@ def load_weights(path: str | os.PathLike | None = None) -> LoadedModel:
 def load_weights_bytes(data: bytes, name: str = "<bytes>") -> LoadedModel:
     try:
         tensors = st_load(data)
-        from safetensors import safe_open  # noqa: F401  (metadata read below)
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -124,7 +129,8 @@ def load_weights_bytes(data: bytes, name: str = "<bytes>") -> LoadedModel:
         cfg = ModelConfig.from_json(meta["config"])
     except (KeyError, ValueError, TypeError) as exc:
         raise WeightsError(f"{name}: missing or invalid model config ({exc})") from None
-    needed = ["tables.z.pmf", "tables.z.offset", "tables.s.pmf", "tables.s.offset", "tables.scale"]
+    needed = ["tables.z.pmf", "tables.z.offset", "tables.s.pmf", "tables.s.offset", "tables.scale",
+              "tables.scale_log_bounds", "tables.gelu_lut"]
     missing = [k for k in needed if k not in tensors]
     if missing:
         raise WeightsError(f"{name}: entropy tables missing ({', '.join(missing)}); "
@@ -140,7 +146,9 @@ def load_weights_bytes(data: bytes, name: str = "<bytes>") -> LoadedModel:
                                            tensors["tables.z.offset"].numpy())
     model.s_prior.table = CategoricalTable(tensors["tables.s.pmf"].numpy(),
                                            tensors["tables.s.offset"].numpy())
-    model.snap = SnappedGaussian(cfg, tensors["tables.scale"].numpy())
+    model.snap = SnappedGaussian(cfg, tensors["tables.scale"].numpy(),
+                                 tensors["tables.scale_log_bounds"].numpy())
+    model.gelu_lut = tensors["tables.gelu_lut"]
     model.eval()
     model_id = meta.get("model_id", "")
     if not MODEL_ID_RE.match(model_id):

@@ -43,19 +43,36 @@ def gaussian_likelihood(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
     return (upper - lower).clamp_min(1e-9)
 
 
+def log_scale_bounds(stds: np.ndarray) -> np.ndarray:
+    """Midpoints of the log standard deviations: index i covers (bound[i-1], bound[i]]."""
+    logs = np.log(np.asarray(stds, dtype=np.float64))
+    return (logs[:-1] + logs[1:]) / 2
+
+
 class SnappedGaussian:
     """Turns float (mu, sigma) into coder integers and back; one object per loaded model."""
 
-    def __init__(self, cfg: ModelConfig, stds: np.ndarray | None = None):
+    def __init__(self, cfg: ModelConfig, stds: np.ndarray | None = None,
+                 log_bounds: np.ndarray | None = None):
         self.cfg = cfg
         self.stds = scale_table(cfg) if stds is None else np.asarray(stds, dtype=np.float64)
         self.log_min = math.log(self.stds[0])
         self.log_step = (math.log(self.stds[-1]) - self.log_min) / (len(self.stds) - 1)
+        # Boundaries between table entries in the log domain. Computed once (at export) and
+        # stored with the weights, so that decoders never evaluate a transcendental function.
+        self.log_bounds = (log_scale_bounds(self.stds) if log_bounds is None
+                           else np.asarray(log_bounds, dtype=np.float64))
         self.table = GaussianTable(self.stds, cfg.symbol_max)
 
     def snap_mean(self, mu: torch.Tensor) -> torch.Tensor:
+        """mu -> nearest multiple of mean_step (a power of two: exact in float64)."""
         step = self.cfg.mean_step
-        return torch.round(mu.float() / step) * step
+        return torch.round(mu.to(torch.float64) / step) * step
+
+    def index_from_log(self, log_sigma: torch.Tensor) -> torch.Tensor:
+        """Scale-table index of exp(log_sigma), by comparisons with the stored boundaries."""
+        bounds = torch.as_tensor(self.log_bounds)
+        return torch.bucketize(log_sigma.to(torch.float64).contiguous(), bounds)
 
     def scale_index(self, sigma: torch.Tensor) -> torch.Tensor:
         s = sigma.float().clamp(self.stds[0], self.stds[-1])
@@ -64,7 +81,7 @@ class SnappedGaussian:
 
     def symbols(self, y: torch.Tensor, mu_s: torch.Tensor) -> torch.Tensor:
         m = self.cfg.symbol_max
-        return torch.round(y.float() - mu_s).clamp(-m, m - 1)
+        return torch.round(y.to(torch.float64) - mu_s).clamp(-m, m - 1)
 
     def bits(self, q: torch.Tensor, idx: torch.Tensor) -> float:
         """Ideal code length (bits) of integer symbols q under the table scales idx."""

@@ -111,11 +111,14 @@ class MSPModel(nn.Module):
                 out += [Step(k, ph, j, g) for g in range(G)]
         return out
 
-    def run(self, feats: torch.Tensor, y: torch.Tensor | None, handler: Handler) -> torch.Tensor:
+    def run(self, feats: torch.Tensor, y: torch.Tensor | None, handler: Handler,
+            call: Callable | None = None) -> torch.Tensor:
         """The single MSP loop. feats (B,2M,H,W); y (B,M,H,W) or None (decoding).
 
-        Returns y_hat (B,M,H,W) as produced by the handler, step by step.
+        ``call(net, ctx)`` evaluates a context net (default ``net(ctx)``; coding passes the
+        fixed-point version). Returns y_hat (B,M,H,W) as produced by the handler, step by step.
         """
+        call = call or (lambda net, ctx: net(ctx))
         cfg = self.cfg
         Mg = cfg.M // cfg.groups
         S = cfg.scales
@@ -124,7 +127,7 @@ class MSPModel(nn.Module):
             parts: list[torch.Tensor] = []
             for g, net in enumerate(nets):
                 ctx = torch.cat([ctx_prefix, *parts], dim=1) if parts else ctx_prefix
-                mu, sigma = net(ctx)
+                mu, sigma = call(net, ctx)
                 y_part = None if y_grid is None else y_grid[:, g * Mg:(g + 1) * Mg]
                 parts.append(handler(Step(k, ph, j, g), y_part, mu, sigma))
             return torch.cat(parts, dim=1)
@@ -167,25 +170,32 @@ class MSPModel(nn.Module):
         y_hat = self.run(feats, y, train_handler)
         return y_hat, bits
 
-    def code(self, feats: torch.Tensor, y: torch.Tensor | None, coder,
-             snap: SnappedGaussian) -> tuple[torch.Tensor, float]:
+    def code(self, feats: torch.Tensor, y: torch.Tensor | None, coder, snap: SnappedGaussian,
+             fixed: dict) -> tuple[torch.Tensor, float]:
         """Encode (coder.mode == 'encode', y given) or decode (y None) through the same loop.
 
-        Returns (y_hat, ideal bits of the coded symbols under the snapped model).
+        ``fixed`` maps each ContextNet to its FixedPointNet; feats must be on the fixed-point
+        grid (float64). The nets give exact (mu, log_sigma); the snapping is then exact too.
+        Returns (y_hat float64, ideal bits of the coded symbols under the snapped model).
         """
         est = 0.0
 
-        def coding_handler(step: Step, y_part, mu, sigma):
+        def exact_call(net, ctx):
+            mu, log_sigma = fixed[net](ctx).chunk(2, dim=1)
+            return mu, log_sigma
+
+        def coding_handler(step: Step, y_part, mu, log_sigma):
             nonlocal est
             mu_s = snap.snap_mean(mu)
-            idx = snap.scale_index(sigma)
+            idx = snap.index_from_log(log_sigma)
             flat_idx = idx.flatten().numpy()
             q_in = None if y_part is None else snap.symbols(y_part, mu_s).flatten().numpy()
             q = coder.code(None if q_in is None else q_in.astype(np.int32), flat_idx)
-            q_t = torch.as_tensor(np.asarray(q, dtype=np.float32)).view(mu_s.shape)
+            q_t = torch.as_tensor(np.asarray(q, dtype=np.float64)).view(mu_s.shape)
             est += snap.bits(q_t, idx)
             return q_t + mu_s
 
         with torch.no_grad():
-            y_hat = self.run(feats.float(), y, coding_handler)
+            y_in = None if y is None else y.to(torch.float64)
+            y_hat = self.run(feats.to(torch.float64), y_in, coding_handler, exact_call)
         return y_hat, est

@@ -147,9 +147,11 @@ class Trainer:
         self.skipped = 0
 
     def _trainable(self):
-        if self.cfg.stage == "postfilter":
-            for name, p in self.model.named_parameters():
-                p.requires_grad_(name.startswith("postfilter.") or name.startswith("generator.post"))
+        """Stage "main" trains everything but the post-filter; stage "postfilter" only it."""
+        post = self.cfg.stage == "postfilter"
+        for name, p in self.model.named_parameters():
+            is_post = name.startswith("postfilter.") or name.startswith("generator.post")
+            p.requires_grad_(is_post == post)
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def _init_from(self, path: str) -> None:
@@ -164,7 +166,10 @@ class Trainer:
         if ck["model_config"] != dataclasses.asdict(self.run.model):
             raise ValueError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["opt"])
+        try:
+            self.opt.load_state_dict(ck["opt"])
+        except ValueError as exc:  # e.g. the set of trained parameters changed (new stage)
+            print(f"optimiser state not restored ({exc}); starting it afresh")
         self.step, self.elapsed = ck["step"], ck["elapsed"]
         torch.set_rng_state(ck["torch_rng"])
         self.gen.set_state(ck["gen_rng"])
