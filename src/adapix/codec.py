@@ -13,6 +13,7 @@ Decode is the inverse; the decoder checks the model id and weights hash before d
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class Codec:
                   time_budget: float | None = None) -> EncodeResult:
         t0 = time.perf_counter()
         img = image if isinstance(image, RasterImage) else load_image(image, max_pixels=self.max_pixels)
-        if not (isinstance(quality, (int, float)) and 0.0 <= float(quality) <= 100.0):
+        if not (isinstance(quality, numbers.Real) and 0.0 <= float(quality) <= 100.0):
             raise AdapixError(f"quality must be a number in 0..100, got {quality!r}")
         quality = round(float(quality), 2)  # what the header can carry, so what the decoder uses
         prof = get_profile(profile)

@@ -18,6 +18,7 @@ Sizes, in the notation of the papers this codec follows:
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from dataclasses import dataclass, field
 
@@ -41,6 +42,28 @@ class ModelConfig:
     scale_levels: int = 64
     mean_step: float = 1.0 / 64.0
     symbol_max: int = 2048  # y symbols are clamped to [-symbol_max, symbol_max - 1]
+
+    def __post_init__(self) -> None:
+        ints = ("N", "M", "Nh", "scales", "groups", "ctx_hidden", "syntax_dim",
+                "postfilter_channels", "scale_levels", "symbol_max")
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"model config: {name} must be a positive integer, got {v!r}")
+        if self.scales < 2:
+            raise ValueError("model config: scales must be >= 2")
+        if self.M % self.groups:
+            raise ValueError(f"model config: M ({self.M}) must be divisible by groups ({self.groups})")
+        lams = self.lambdas
+        if (not isinstance(lams, tuple) or len(lams) < 2
+                or not all(isinstance(v, (int, float)) and v > 0 for v in lams)
+                or list(lams) != sorted(lams)):
+            raise ValueError("model config: lambdas must be >= 2 increasing positive numbers")
+        if not 0 < self.scale_min < self.scale_max or self.scale_levels < 2:
+            raise ValueError("model config: need 0 < scale_min < scale_max and scale_levels >= 2")
+        step = self.mean_step
+        if not (isinstance(step, float) and step > 0 and math.frexp(step)[0] == 0.5):
+            raise ValueError("model config: mean_step must be a power of two")
 
     @property
     def pad_multiple(self) -> int:

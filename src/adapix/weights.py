@@ -62,6 +62,16 @@ def _hash(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:8]
 
 
+def _canonical(data: bytes) -> bytes:
+    """Rewrites the safetensors JSON header with sorted keys, so that the same weights always
+    give the same bytes (and the same hash); the tensor data is unchanged."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
+
+
 def weights_bytes(model: AdapixModel, model_id: str, *, fp16: bool = True,
                   postfilter_trained: bool = False, steps: int = 0, notes: str = "") -> bytes:
     if not MODEL_ID_RE.match(model_id):
@@ -83,7 +93,7 @@ def weights_bytes(model: AdapixModel, model_id: str, *, fp16: bool = True,
     meta = {"format_version": str(FORMAT_VERSION), "config": model.cfg.to_json(),
             "model_id": model_id, "postfilter": "1" if postfilter_trained else "0",
             "steps": str(steps), "notes": notes}
-    return st_save(tensors, metadata=meta)
+    return _canonical(st_save(tensors, metadata=meta))
 
 
 def export_weights(model: AdapixModel, path: str | os.PathLike, model_id: str, **kw) -> bytes:
@@ -121,7 +131,11 @@ def load_weights_bytes(data: bytes, name: str = "<bytes>") -> LoadedModel:
         meta = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{name} is not a valid safetensors weights file ({exc})") from None
-    version = int(meta.get("format_version", "0") or 0)
+    try:
+        version = int(meta.get("format_version", "0") or 0)
+    except (TypeError, ValueError):
+        raise WeightsError(f"{name}: invalid weights format version "
+                           f"{meta.get('format_version')!r}") from None
     if version != FORMAT_VERSION:
         raise WeightsError(f"{name}: weights format version {version} is not supported "
                            f"(this adapix reads version {FORMAT_VERSION})")
@@ -135,7 +149,10 @@ def load_weights_bytes(data: bytes, name: str = "<bytes>") -> LoadedModel:
     if missing:
         raise WeightsError(f"{name}: entropy tables missing ({', '.join(missing)}); "
                            f"re-export the checkpoint with `adapix export`")
-    model = AdapixModel(cfg)
+    try:
+        model = AdapixModel(cfg)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{name}: invalid model config ({exc})") from None
     state = {k[len("model."):]: v.float() if v.is_floating_point() else v
              for k, v in tensors.items() if k.startswith("model.")}
     try:

@@ -34,11 +34,35 @@ def build_parser() -> Parser:
                    help="encoder effort (default fast)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop encoder-side optimisation after this many seconds, keep the best")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-bpp", type=float, metavar="BPP",
+                        help="search the quality for the largest file <= BPP bits per pixel "
+                             "(overrides -q; tolerance: 0.25 quality steps)")
+    target.add_argument("--target-psnr", type=float, metavar="DB",
+                        help="search the quality for the smallest file with PSNR >= DB "
+                             "(overrides -q; tolerance: 0.25 quality steps)")
     p.add_argument("--model", default=None, help="weights file (default: the shipped model)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--quiet", action="store_true", help="print only errors")
     return p
+
+
+def _encode_to_target(codec: Codec, src: Path, args):
+    from ..images import load_image
+    from ..optimize import encode_to_target
+
+    img = load_image(str(src), max_pixels=args.max_pixels)
+
+    def encode_at(q: float):
+        r = codec.encode_ex(img, quality=q, profile=args.profile, time_budget=args.time_budget)
+        return r.bpp, r.psnr, r
+
+    tr = encode_to_target(encode_at, target_bpp=args.target_bpp, target_psnr=args.target_psnr)
+    res = tr.payload
+    if not tr.met:
+        res.warnings.append(f"target not reached; closest: quality {res.quality:g}")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if same_file(src, dst) or src.resolve() == dst.resolve():
                 raise AdapixError(f"refusing to overwrite the input {src}")
-            res = codec.encode_ex(str(src), quality=args.quality, profile=args.profile,
-                                  time_budget=args.time_budget)
+            if args.target_bpp is not None or args.target_psnr is not None:
+                res = _encode_to_target(codec, src, args)
+            else:
+                res = codec.encode_ex(str(src), quality=args.quality, profile=args.profile,
+                                      time_budget=args.time_budget)
             write_atomic(dst, res.data)
         except AdapixError as exc:
             failures += 1

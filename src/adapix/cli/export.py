@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg_dict = dict(ck["model_config"])
         cfg_dict["lambdas"] = tuple(cfg_dict["lambdas"])
         cfg = ModelConfig(**cfg_dict)
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
-        return fail("adapix export", f"cannot read checkpoint {args.checkpoint}: {exc}")
-    model = AdapixModel(cfg)
-    model.load_state_dict(ck["model"])
+        model = AdapixModel(cfg)
+        model.load_state_dict(ck["model"])
+    except Exception as exc:  # noqa: BLE001 -- any unreadable checkpoint is a user error here
+        return fail("adapix export", f"cannot read checkpoint {args.checkpoint}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     model.eval()
     build_tables(model)
     tc = ck.get("train_config", {})

@@ -62,6 +62,35 @@ def decode_categorical(data: bytes, probs: np.ndarray, what: str = "side-informa
     return _guard(run, what)
 
 
+def encode_per_channel(symbols: np.ndarray, pmf: np.ndarray) -> bytes:
+    """symbols int32 (C, n), pmf (C, L): channel c coded with its own fixed table, c = 0 first."""
+    enc = constriction.stream.stack.AnsCoder()
+    for c in range(symbols.shape[0] - 1, -1, -1):
+        if symbols.shape[1]:
+            model = _model.Categorical(np.asarray(pmf[c], dtype=np.float64), perfect=False)
+            enc.encode_reverse(np.ascontiguousarray(symbols[c], dtype=np.int32), model)
+    return _to_bytes(enc.get_compressed())
+
+
+def decode_per_channel(data: bytes, pmf: np.ndarray, n: int,
+                       what: str = "side-information") -> np.ndarray:
+    """Inverse of encode_per_channel: returns int32 (C, n)."""
+    words = _from_bytes(data)
+
+    def run():
+        dec = constriction.stream.stack.AnsCoder(words)
+        out = np.zeros((pmf.shape[0], n), dtype=np.int32)
+        for c in range(pmf.shape[0]):
+            if n:
+                model = _model.Categorical(np.asarray(pmf[c], dtype=np.float64), perfect=False)
+                out[c] = dec.decode(model, n)
+        if not dec.is_empty():
+            raise FormatError("trailing data")
+        return out
+
+    return _guard(run, what)
+
+
 class GaussianTable:
     """Zero-mean quantized Gaussians with standard deviations from a fixed log-spaced table."""
 

@@ -70,15 +70,15 @@ class FactorizedPrior(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    def likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """P(x) of values x (B, C, ...) on unit bins, computed in float32."""
+    def likelihood(self, x: torch.Tensor, floor: float = 1e-9) -> torch.Tensor:
+        """P(x) of values x (B, C, ...) on unit bins, computed in float32, floored at ``floor``."""
         shape = x.shape
         v = x.float().transpose(0, 1).reshape(self.channels, 1, -1)
         lower = self._logits_cdf(v - 0.5)
         upper = self._logits_cdf(v + 0.5)
         sign = -torch.sign(lower + upper).detach()  # evaluate in the tail with smaller error
         p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        p = p.clamp_min(1e-9)
+        p = p.clamp_min(floor)
         perm = (shape[1], shape[0], *shape[2:])
         return p.reshape(perm).transpose(0, 1)
 
@@ -94,15 +94,15 @@ class FactorizedPrior(nn.Module):
         """Evaluates the density on integers and keeps, per channel, the range holding all but
         ``tail`` of the mass. Called by export; the table is saved with the weights."""
         k = torch.arange(-search, search + 1, dtype=torch.float32)
-        v = k.view(1, 1, -1).expand(self.channels, 1, -1)
-        p = self.likelihood(v.reshape(self.channels, -1).unsqueeze(0))[0].double()  # (C, n)
+        v = k.view(1, 1, -1).expand(1, self.channels, -1)
+        p = self.likelihood(v, floor=0.0)[0].double()  # (C, n), unfloored so tails can be cut
         cdf = torch.cumsum(p, dim=1) / p.sum(1, keepdim=True)
         lo = (cdf < tail).sum(1)
         hi = (cdf < 1 - tail).sum(1)
         length = int((hi - lo).max().item()) + 1
         offset = (lo - search).long()
         idx = (lo.view(-1, 1) + torch.arange(length).view(1, -1)).clamp(max=2 * search)
-        pmf = torch.gather(p, 1, idx)
+        pmf = torch.gather(p, 1, idx).clamp_min(1e-15)  # every in-range symbol stays codable
         return CategoricalTable(pmf=pmf.numpy(), offset=offset.numpy())
 
     def _require_table(self) -> CategoricalTable:
@@ -110,37 +110,40 @@ class FactorizedPrior(nn.Module):
             raise WeightsError("entropy tables missing: load weights exported by `adapix export`")
         return self.table
 
-    def quantize(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """x (B, C, ...) -> (symbol indices int32 flat, channel index per symbol), clamped."""
+    def quantize(self, x: torch.Tensor) -> np.ndarray:
+        """x (B, C, ...) -> table indices int32 (C, n) (channel-major), clamped to the table."""
         t = self._require_table()
         q = torch.round(x.float()).to(torch.int64)
         off = torch.as_tensor(t.offset).view(1, -1, *([1] * (x.dim() - 2)))
         idx = (q - off).clamp(0, t.length - 1)
-        chan = torch.arange(self.channels).view(1, -1, *([1] * (x.dim() - 2))).expand_as(idx)
-        return idx.flatten().numpy().astype(np.int32), chan.flatten().numpy()
+        return idx.transpose(0, 1).reshape(self.channels, -1).numpy().astype(np.int32)
 
     def compress(self, x: torch.Tensor) -> tuple[bytes, torch.Tensor]:
-        """Codes round(x) (B, C, ...); returns the bytes and the decoded values x_hat."""
+        """Codes round(x) (B, C, ...) channel by channel with each channel's fixed table (memory
+        O(symbols + C * L)); returns the bytes and the decoded values x_hat."""
         t = self._require_table()
-        idx, chan = self.quantize(x)
-        data = coder.encode_categorical(idx, t.pmf[chan])
+        idx = self.quantize(x)
+        data = coder.encode_per_channel(idx, t.pmf)
         return data, self._dequantize(idx, x.shape)
 
     def decompress(self, data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
         t = self._require_table()
-        chan = np.broadcast_to(np.arange(self.channels).reshape(1, -1, *([1] * (len(shape) - 2))),
-                               shape).reshape(-1)
-        idx = coder.decode_categorical(data, t.pmf[chan])
+        n = int(np.prod(shape)) // self.channels
+        idx = coder.decode_per_channel(data, t.pmf, n)
         return self._dequantize(idx, shape)
 
     def _dequantize(self, idx: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+        """idx (C, n) channel-major -> values of ``shape`` (B, C, ...)."""
         t = self._require_table()
+        perm = (shape[1], shape[0], *shape[2:])
+        v = torch.as_tensor(idx.astype(np.int64)).view(perm).transpose(0, 1)
         off = torch.as_tensor(t.offset).view(1, -1, *([1] * (len(shape) - 2)))
-        return (torch.as_tensor(idx.astype(np.int64)).view(shape) + off).float()
+        return (v + off).float()
 
     def estimate_bits(self, x_hat: torch.Tensor) -> float:
         """Ideal code length of already-quantized values under the table (bits)."""
         t = self._require_table()
-        idx, chan = self.quantize(x_hat)
-        p = t.pmf[chan, idx] / t.pmf[chan].sum(1)
-        return float(-np.log2(np.maximum(p, 1e-12)).sum())
+        idx = self.quantize(x_hat)
+        pmf = t.pmf / t.pmf.sum(1, keepdims=True)
+        p = np.take_along_axis(pmf, idx.astype(np.int64), axis=1)
+        return float(-np.log2(np.maximum(p, 2.0 ** -24)).sum())

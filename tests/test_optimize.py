@@ -1,0 +1,276 @@
+"""Tests of adapix.optimize: encoder-side RD optimisation never hurts, decodes exactly, respects
+the time budget; the greedy rounding search and the quality bisection (encode_to_target)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from adapix.images import pad_to_multiple
+from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, measure,
+                             optimize_latents, optimize_latents_ex, proxy_loss, rd_cost_true,
+                             sga_round)
+
+T = 2.5  # quality position (quality 50 of 6 anchors)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster and does not fight a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_codec):
+    """The TINY model (seed 0, perturbed, tables built) as loaded from its weights file."""
+    return tiny_codec.model
+
+
+def _image(h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A smooth random-ish colour image (1, 3, H, W) in [0, 1] on the 8-bit grid, padded to 64."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    planes = [40 + 170 * xx / max(w - 1, 1), 60 + 140 * yy / max(h - 1, 1),
+              128 + 80 * np.sin(xx / 6.0 + seed) * np.cos(yy / 9.0)]
+    px = np.stack(planes, axis=0) + rng.normal(0.0, 4.0, (3, h, w))
+    px = np.clip(np.rint(px), 0, 255)
+    x = torch.from_numpy(px).float().div(255).unsqueeze(0)
+    return pad_to_multiple(x, 64)
+
+
+@pytest.fixture(scope="module")
+def image():
+    """72x56 image padded to 128x64: the cost is measured on the original region only."""
+    return _image(72, 56)
+
+
+def _fast(model, xp, hw, postfilter=False):
+    return rd_cost_true(model, model.analyse(xp, torch.tensor([T])), T, xp, hw, postfilter)
+
+
+SHORT = Preset(phases=(Phase("p", iters=12, lr=0.05, eval_every=4),))
+
+
+def test_rd_cost_true_is_real_bits_plus_weighted_mse(model, image):
+    xp, hw = image
+    cost, res = _fast(model, xp, hw)
+    ref = model.compress(xp, T)
+    assert res.streams == ref.streams and torch.equal(res.x_hat, ref.x_hat)
+    nbytes = sum(len(s) for s in (ref.streams.model_stream, ref.streams.hyper, ref.streams.content))
+    a = torch.round(ref.x_hat[..., :72, :56] * 255)
+    b = torch.round(xp[..., :72, :56] * 255)
+    lam = float(model.lam(torch.tensor([T]))[0])
+    expected = 8 * nbytes / (72 * 56) + lam * float(((a - b) ** 2).mean())
+    assert cost == pytest.approx(expected, rel=1e-9)
+    bpp, psnr = measure(res, xp, hw)
+    assert bpp == pytest.approx(8 * nbytes / (72 * 56)) and 0 < psnr < 100
+
+
+@pytest.mark.parametrize("mode", ["ste", "noise", "sga"])
+def test_optimisation_never_worse_than_fast_and_decodes_exactly(model, image, mode):
+    xp, hw = image
+    fast_cost, _ = _fast(model, xp, hw)
+    preset = Preset(phases=(Phase("p", iters=12, lr=0.05, rate_mode=mode, eval_every=4),))
+    out = optimize_latents_ex(model, xp, hw, T, preset)
+    assert out.stats.initial_cost == pytest.approx(fast_cost, rel=1e-12)
+    assert out.stats.final_cost <= fast_cost
+    cost, again = rd_cost_true(model, out.latents, T, xp, hw, False)
+    assert cost == out.stats.final_cost and again.streams == out.result.streams
+    dec = model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, False)
+    assert torch.equal(dec, out.result.x_hat)
+    assert out.stats.iterations == 12 and out.stats.evaluations == 1 + 3
+    assert not any(p.requires_grad is False for p in model.parameters())  # weights restored
+
+
+def test_random_relaxations_are_deterministic_and_leave_the_global_rng_alone(model, image):
+    xp, hw = image
+    preset = Preset(phases=(Phase("n", iters=4, lr=0.05, rate_mode="noise", eval_every=4),
+                            Phase("g", iters=4, lr=0.05, rate_mode="sga", eval_every=4)))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = optimize_latents_ex(model, xp, hw, T, preset)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(7)
+    b = optimize_latents_ex(model, xp, hw, T, preset)
+    assert torch.equal(a.latents.y, b.latents.y) and a.result.streams == b.result.streams
+
+
+def test_optimisation_lowers_the_cost_on_a_perturbed_model(model):
+    xp, hw = _image(64, 64, seed=3)
+    fast_cost, _ = _fast(model, xp, hw)
+    out = optimize_latents_ex(model, xp, hw, T, Preset(
+        phases=(Phase("p", iters=30, lr=0.05, eval_every=10),)))
+    assert out.stats.final_cost < fast_cost
+
+
+def test_runs_under_no_grad_and_inference_mode(model, image):
+    xp, hw = image
+    with torch.no_grad():
+        a = optimize_latents(model, xp, hw, T, SHORT)
+    with torch.inference_mode():
+        b = optimize_latents(model, xp.clone(), hw, T, SHORT)
+    assert a.streams == b.streams
+
+
+def test_postfilter_path_decodes_exactly(model, image):
+    xp, hw = image
+    fast_cost, _ = _fast(model, xp, hw, postfilter=True)
+    res = optimize_latents(model, xp, hw, T, SHORT, postfilter=True)
+    cost, _ = rd_cost_true(model, model.analyse(xp, torch.tensor([T])), T, xp, hw, True)
+    assert cost == fast_cost
+    assert torch.equal(model.decompress(res.streams, tuple(xp.shape[-2:]), T, True), res.x_hat)
+    # the preset's flag is the default
+    res2 = optimize_latents(model, xp, hw, T, Preset(phases=SHORT.phases, postfilter=True))
+    assert res2.streams == res.streams
+
+
+def test_time_budget_zero_returns_the_unoptimised_result(model, image):
+    xp, hw = image
+    ref = model.compress(xp, T)
+    out = optimize_latents_ex(model, xp, hw, T, Preset(
+        phases=(Phase("p", iters=1000, lr=0.05),), greedy=GreedySearch(enabled=True)),
+        time_budget=0)
+    assert out.result.streams == ref.streams and torch.equal(out.result.x_hat, ref.x_hat)
+    assert out.stats.iterations == 0 and out.stats.evaluations == 1
+    assert out.stats.stopped_by_budget
+
+
+def test_time_budget_stops_gracefully(model, image):
+    xp, hw = image
+    budget = 1.0
+    t0 = time.perf_counter()
+    out = optimize_latents_ex(model, xp, hw, T, Preset(
+        phases=(Phase("p", iters=100000, lr=0.02, eval_every=10),)), time_budget=budget)
+    seconds = time.perf_counter() - t0
+    assert out.stats.stopped_by_budget and 0 < out.stats.iterations < 100000
+    assert seconds < budget + 3.0  # at most about one evaluation over, on a busy machine
+    fast_cost, _ = _fast(model, xp, hw)
+    assert out.stats.final_cost <= fast_cost
+    assert out.stats.history[-1][0] == "p"  # the last state was looked at
+
+
+def test_greedy_search_never_increases_the_cost(model, image):
+    xp, hw = image
+    gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, chunks=2, max_evals=10)
+    out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
+    assert out.stats.final_cost <= out.stats.initial_cost
+    assert 0 < out.stats.greedy_tried <= gs.max_evals
+    assert out.stats.evaluations == 1 + out.stats.greedy_tried
+    costs = [c for _, _, c in out.stats.history]
+    assert out.stats.final_cost == min(costs)
+    assert torch.equal(model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, False),
+                       out.result.x_hat)
+
+
+def test_greedy_after_phases_and_encoder_finetune(model, image):
+    xp, hw = image
+    preset = Preset(phases=SHORT.phases, greedy=GreedySearch(enabled=True, max_evals=6),
+                    encoder_finetune=True, finetune_iters=3)
+    out = optimize_latents_ex(model, xp, hw, T, preset)
+    assert out.stats.finetune_iters == 3
+    assert [h[0] for h in out.stats.history][:2] == ["start", "finetune"]
+    assert out.stats.final_cost <= out.stats.initial_cost
+    assert out.stats.greedy_tried <= 6
+    g_a_params = list(model.g_a.parameters())
+    assert all(p.requires_grad for p in g_a_params)
+
+
+def test_progress_callback(model, image):
+    xp, hw = image
+    calls = []
+    optimize_latents(model, xp, hw, T, SHORT, progress=lambda *a: calls.append(a))
+    assert [c[0] for c in calls] == ["start", "p", "p", "p"]
+    best = [c[2] for c in calls]
+    assert best == sorted(best, reverse=True)  # the best cost never goes up
+
+
+def test_proxy_loss_is_differentiable_in_all_latents(model, image):
+    xp, hw = image
+    lat = model.analyse(xp, torch.tensor([T]))
+    leaves = [v.detach().clone().requires_grad_(True) for v in (lat.y, lat.z, lat.s)]
+    from adapix.model import Latents
+
+    for mode in ("ste", "noise", "sga"):
+        loss, bpp, mse = proxy_loss(model, Latents(*leaves), T, xp, hw, False, mode, 0.3)
+        grads = torch.autograd.grad(loss, leaves)
+        assert all(torch.isfinite(g).all() for g in grads)
+        assert grads[0].abs().sum() > 0 and bpp > 0 and mse > 0
+
+
+def test_sga_round_is_between_floor_and_ceil_and_hardens():
+    torch.manual_seed(0)
+    x = torch.linspace(-3, 3, 1001)
+    for tau in (0.5, 0.01):
+        r = sga_round(x, tau)
+        assert (r >= torch.floor(x) - 1e-6).all() and (r <= torch.floor(x) + 1 + 1e-6).all()
+    cold = sga_round(x, 1e-3)
+    far = (x - torch.round(x)).abs() < 0.3
+    assert torch.allclose(cold[far], torch.round(x)[far], atol=1e-3)
+
+
+def test_phase_validation():
+    with pytest.raises(ValueError):
+        Phase("p", 10, 0.01, rate_mode="gumbel")
+    with pytest.raises(ValueError):
+        Phase("p", 10, 0.01, optimize=("w",))
+    p = Phase("p", 11, 0.1, lr_final=0.1, tau=(0.5, 0.05))
+    assert p.lr_at(0) == pytest.approx(0.1) and p.lr_at(10) == pytest.approx(0.01)
+    assert p.tau_at(0) == pytest.approx(0.5) and p.tau_at(10) == pytest.approx(0.05)
+    assert not Preset().optimizes and Preset(greedy=GreedySearch(True)).optimizes
+
+
+# ---- encode_to_target --------------------------------------------------------------------------
+def _codec_curve(calls):
+    def encode_at(q):
+        calls.append(q)
+        return 0.1 + q / 50.0, 25.0 + q / 5.0, f"data@{q:.3f}"
+    return encode_at
+
+
+def test_encode_to_target_bpp():
+    calls = []
+    r = encode_to_target(_codec_curve(calls), target_bpp=1.0)
+    assert r.met and r.bpp <= 1.0 and r.bpp >= 0.99 * 1.0 - 0.01  # within tolerance
+    assert r.quality == pytest.approx(45.0, abs=0.6)
+    assert r.payload == f"data@{r.quality:.3f}" and r.evaluations == len(calls) <= 12
+
+
+def test_encode_to_target_psnr():
+    r = encode_to_target(_codec_curve([]), target_psnr=35.0)
+    assert r.met and 35.0 <= r.psnr <= 35.0 + 0.1
+    assert r.quality == pytest.approx(50.0, abs=0.6)
+
+
+def test_encode_to_target_unreachable_and_trivial_targets():
+    low = encode_to_target(_codec_curve([]), target_bpp=0.05)  # below quality 0
+    assert not low.met and low.quality == 0.0
+    high = encode_to_target(_codec_curve([]), target_psnr=60.0)  # above quality 100
+    assert not high.met and high.quality == 100.0
+    easy = encode_to_target(_codec_curve([]), target_bpp=10.0)  # everything fits
+    assert easy.met and easy.quality == 100.0
+    with pytest.raises(ValueError):
+        encode_to_target(_codec_curve([]))
+    with pytest.raises(ValueError):
+        encode_to_target(_codec_curve([]), target_bpp=1.0, target_psnr=30.0)
+
+
+def test_encode_to_target_with_the_real_encoder(model, image):
+    from adapix.model import quality_to_position
+
+    xp, hw = image
+
+    def encode_at(q):
+        res = model.compress(xp, quality_to_position(model.cfg, q))
+        return (*measure(res, xp, hw), res)
+
+    lo_bpp = encode_at(0.0)[0]
+    hi_bpp = encode_at(100.0)[0]
+    target = float(np.mean([lo_bpp, hi_bpp]))
+    r = encode_to_target(encode_at, target_bpp=target)
+    assert r.met and r.bpp <= target and r.payload is not None

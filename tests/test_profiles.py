@@ -1,0 +1,89 @@
+"""Tests of adapix.profiles: the encoder profiles are data, run through the codec, never lose
+against ``fast`` and produce files any decoder reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adapix import container
+from adapix.errors import AdapixError
+from adapix.images import RasterImage, pad_to_multiple, to_tensor
+from adapix.model import quality_to_position
+from adapix.optimize import Preset, rd_cost_of, rd_cost_true
+from adapix.profiles import PROFILES, Profile, get_profile
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def raster() -> RasterImage:
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:48, 0:60].astype(np.float64)
+    px = np.stack([40 + 3 * xx, 60 + 3 * yy, 128 + 80 * np.sin(xx / 5) * np.cos(yy / 7)], -1)
+    px += rng.normal(0, 4, px.shape)
+    return RasterImage(np.clip(np.rint(px), 0, 255).astype(np.uint8))
+
+
+def test_profiles_exist_and_are_data():
+    assert {"fast", "balanced", "best"} <= set(PROFILES)
+    for name, prof in PROFILES.items():
+        assert isinstance(prof, Profile) and prof.name == name and prof.description
+        assert isinstance(prof.preset, Preset)
+        assert name in container.PROFILES.values()  # the header can name it
+    assert not PROFILES["fast"].preset.optimizes and not PROFILES["fast"].postfilter
+    bal, best = PROFILES["balanced"].preset, PROFILES["best"].preset
+    assert bal.phases and not bal.greedy.enabled
+    assert best.greedy.enabled and best.postfilter and PROFILES["best"].postfilter
+    assert sum(p.iters for p in best.phases) > sum(p.iters for p in bal.phases)
+
+
+def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):
+    with pytest.raises(AdapixError, match="unknown profile 'turbo'"):
+        get_profile("turbo")
+    with pytest.raises(AdapixError):
+        tiny_codec.encode(raster, quality=50, profile="turbo")
+
+
+def test_fast_profile_is_plain_compress(tiny_codec):
+    model = tiny_codec.model
+    x = torch.rand(1, 3, 64, 64)
+    res = PROFILES["fast"].run(model, x, (64, 64), 2.0, False, time_budget=0.0)
+    ref = model.compress(x, 2.0)
+    assert res.streams == ref.streams and torch.equal(res.x_hat, ref.x_hat)
+
+
+@pytest.mark.parametrize("name,postfilter,budget", [("balanced", False, None),
+                                                     ("best", True, 3.0)])
+def test_optimising_profiles_run_and_never_lose_to_fast(tiny_codec, raster, name, postfilter,
+                                                        budget):
+    model = tiny_codec.model
+    xp, hw = pad_to_multiple(to_tensor(raster), model.cfg.pad_multiple)
+    t = quality_to_position(model.cfg, 50.0)
+    res = get_profile(name).run(model, xp, hw, t, postfilter, time_budget=budget)
+    fast_cost, _ = rd_cost_true(model, model.analyse(xp, torch.tensor([t])), t, xp, hw,
+                                postfilter)
+    assert rd_cost_of(model, res, xp, hw, t) <= fast_cost
+    dec = model.decompress(res.streams, tuple(xp.shape[-2:]), t, postfilter)
+    assert torch.equal(dec, res.x_hat)
+
+
+def test_codec_encodes_with_profiles_and_any_decoder_decodes(tiny_codec, raster):
+    for name in ("balanced", "best"):
+        res = tiny_codec.encode_ex(raster, quality=60, profile=name, time_budget=1.5)
+        assert res.profile == name
+        dec = tiny_codec.decode_ex(res.data)
+        assert dec.header.profile == name
+        assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
+    fast = tiny_codec.encode_ex(raster, quality=60, profile="fast")
+    zero = tiny_codec.encode_ex(raster, quality=60, profile="balanced", time_budget=0)
+    # time budget 0: the optimising profile codes exactly what fast codes (only the header differs)
+    a, b = container.unpack(fast.data), container.unpack(zero.data)
+    assert a.sections == b.sections

@@ -1,0 +1,216 @@
+"""Tests of adapix.train: run configuration parsing and exact resumption of training."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adapix.config import TINY, ModelConfig
+from adapix.train.config import RunConfig, TrainConfig, load_run_config
+from adapix.train.loop import Trainer, lr_at
+
+TOML = """
+[model]
+N = 16
+M = 24
+Nh = 16
+ctx_hidden = 24
+syntax_dim = 8
+postfilter_channels = 8
+lambdas = [0.001, 0.01, 0.1]
+
+[train]
+data = "some/folder"
+steps = 10
+lr = 1e-3
+compile = false
+val_qualities = [20, 80]
+model_id = "from-toml"
+"""
+
+
+# ---- configuration ----------------------------------------------------------------------------
+
+def test_defaults():
+    run = load_run_config(None, [])
+    assert isinstance(run, RunConfig)
+    assert run.model == ModelConfig() and run.train == TrainConfig()
+
+
+def test_toml_file_and_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(TOML)
+    run = load_run_config(str(path))
+    assert run.model == ModelConfig(N=16, M=24, Nh=16, ctx_hidden=24, syntax_dim=8,
+                                    postfilter_channels=8, lambdas=(0.001, 0.01, 0.1))
+    t = run.train
+    assert (t.data, t.steps, t.lr, t.compile, t.model_id) == ("some/folder", 10, 1e-3, False,
+                                                              "from-toml")
+    assert t.val_qualities == (20.0, 80.0)
+
+    run = load_run_config(str(path), ["train.steps=7", "model.M=32", "lr=0.002",
+                                      "train.bf16=false", "train.compile=yes",
+                                      "model.lambdas=0.01,0.02", "train.out=x=y"])
+    assert run.model.M == 32 and run.model.N == 16  # file values kept, override applied
+    assert run.model.lambdas == (0.01, 0.02)
+    assert run.train.steps == 7 and isinstance(run.train.steps, int)
+    assert run.train.lr == 0.002  # a bare key goes to [train]
+    assert run.train.bf16 is False and run.train.compile is True
+    assert run.train.out == "x=y"  # only the first '=' separates key and value
+
+
+@pytest.mark.parametrize("overrides,text", [
+    (["train.nope=1"], None),
+    (["model.nope=1"], None),
+    (["nope=1"], None),
+    (["train.steps"], None),
+    (["train.steps=many"], None),
+    (["train.bf16=maybe"], None),
+    (["train.stage=finetune"], None),
+    ([], "[optim]\nlr = 1.0\n"),
+    ([], "[train]\nunknown_key = 3\n"),
+    ([], "[model]\nwidth = 3\n"),
+])
+def test_unknown_keys_and_bad_values_are_rejected(tmp_path, overrides, text):
+    path = None
+    if text is not None:
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+    with pytest.raises(ValueError):
+        load_run_config(str(path) if path else None, overrides)
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup=10, steps=100, decay_steps=50, lr_floor=0.1)
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 50) == pytest.approx(1e-3)
+    assert lr_at(cfg, 100) == pytest.approx(1e-4)
+    assert all(lr_at(cfg, s) >= lr_at(cfg, s + 1) for s in range(10, 100))
+
+
+# ---- training and exact resumption ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("train_data")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    for i in range(3):
+        img = np.stack([xx * 2 + 10 * i, yy * 2, (xx + yy) + 20 * i], axis=-1)
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(d / f"img{i}.png")
+    return d
+
+
+def run_config(data: Path, out: Path, steps: int):
+    return load_run_config(None, [
+        f"model.N={TINY.N}", f"model.M={TINY.M}", f"model.Nh={TINY.Nh}",
+        f"model.scales={TINY.scales}", f"model.groups={TINY.groups}",
+        f"model.ctx_hidden={TINY.ctx_hidden}", f"model.syntax_dim={TINY.syntax_dim}",
+        f"model.postfilter_channels={TINY.postfilter_channels}",
+        f"train.data={data}", f"train.out={out}", "train.crop=64", "train.batch=2",
+        f"train.steps={steps}", "train.compile=false", "train.bf16=false", "train.val_every=0",
+        "train.val_holdout=1", "train.seed=3", "train.warmup=2",
+        # no final cosine decay: its start depends on train.steps, so a 3-step run and the first
+        # 3 steps of a 5-step run would use different learning rates
+        "train.decay_steps=0",
+    ])
+
+
+def checkpoint(out: Path) -> dict:
+    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def assert_same_checkpoint(ca: dict, cb: dict) -> None:
+    assert ca["step"] == cb["step"]
+    assert_same_state(ca["model"], cb["model"])
+    sa, sb = ca["opt"]["state"], cb["opt"]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in sa[k]:
+            assert torch.equal(torch.as_tensor(sa[k][name]), torch.as_tensor(sb[k][name])), \
+                f"optimizer state {k}.{name} differs"
+    assert torch.equal(ca["gen_rng"], cb["gen_rng"])
+    assert torch.equal(ca["torch_rng"], cb["torch_rng"])
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory) -> dict:
+    """Checkpoint of an uninterrupted 5-step run."""
+    out = tmp_path_factory.mktemp("run_ref")
+    trainer = Trainer(run_config(data_dir, out, 5), resume=False, progress=False)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    exported = trainer.fit()
+    assert trainer.step == 5
+    assert exported is not None and Path(exported).is_file()  # exported at the end
+    ck = checkpoint(out)
+    assert ck["step"] == 5
+    assert any(not torch.equal(v, ck["model"][k]) for k, v in initial.items()), \
+        "training changed nothing"
+    return ck
+
+
+def test_three_steps_then_resume_to_five_equals_five_steps(data_dir, tmp_path, reference,
+                                                           capsys):
+    out = tmp_path / "run"
+    first = Trainer(run_config(data_dir, out, 3), resume=False, progress=False)
+    first.fit()
+    assert first.step == 3 and checkpoint(out)["step"] == 3
+    second = Trainer(run_config(data_dir, out, 5), resume=True, progress=False)
+    assert second.step == 3
+    assert "resumed" in capsys.readouterr().out
+    second.fit()
+    assert second.step == 5
+    assert_same_checkpoint(checkpoint(out), reference)
+    assert_same_state(second.model.state_dict(), reference["model"])
+
+
+def test_interrupt_by_sigint_then_resume_equals_uninterrupted(data_dir, tmp_path, reference):
+    """Ctrl-C during a 5-step run stops after the current step with a checkpoint; running again
+    continues exactly."""
+    out = tmp_path / "run"
+    trainer = Trainer(run_config(data_dir, out, 5), resume=False, progress=False)
+    orig_step = trainer.opt.step
+    calls = {"n": 0, "handled": None}
+
+    def step_then_interrupt(*a, **k):
+        r = orig_step(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            calls["handled"] = signal.getsignal(signal.SIGINT) == trainer._on_signal
+            if calls["handled"]:
+                signal.raise_signal(signal.SIGINT)
+            else:
+                trainer.stop = True
+        return r
+
+    trainer.opt.step = step_then_interrupt
+    assert trainer.fit() is None  # stopped early: no export
+    assert calls["handled"], "SIGINT handler not installed during fit"
+    assert trainer.step == 3 and checkpoint(out)["step"] == 3
+    assert not (out / "weights.safetensors").exists()
+    resumed = Trainer(run_config(data_dir, out, 5), resume=True, progress=False)
+    resumed.fit()
+    assert_same_checkpoint(checkpoint(out), reference)
+
+
+def test_resume_with_another_model_config_is_refused(data_dir, tmp_path):
+    out = tmp_path / "run"
+    Trainer(run_config(data_dir, out, 1), resume=False, progress=False).fit()
+    other = run_config(data_dir, out, 2)
+    other = RunConfig(model=dataclasses.replace(other.model, M=32), train=other.train)
+    with pytest.raises(ValueError):
+        Trainer(other, resume=True, progress=False)
