@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[eval,test]"
+	$(BIN)/pip install --quiet -e ".[eval,test,bench]"
+	$(BIN)/pip install --quiet --no-deps compressai==1.2.8  # benchmark peer only (its deps would pull torchvision)
 	touch $(STAMP)
 
 setup: $(STAMP)
