@@ -1,0 +1,109 @@
+"""The Adapix codec, through ``adapix.api``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import numpy as np
+
+from .base import Codec, _to_rgb_array, check_rgb
+
+
+WEIGHTS_ENV = "ADAPIX_EVAL_WEIGHTS"
+"""Environment variable with a weights file for :class:`AdapixCodec` (default: the shipped model).
+An environment variable, so that worker processes see it too (``adapix eval --adapix-weights``)."""
+
+
+class AdapixCodec(Codec):
+    """The Adapix codec, through ``adapix.api.Codec`` (imported lazily: it is written in parallel).
+
+    API used: ``adapix.api.Codec(weights)`` with ``encode(image: PIL.Image.Image, quality: float,
+    profile: str) -> bytes`` and ``decode(data: bytes) -> PIL.Image.Image``; quality 0..100, higher is
+    better. ``profile=None`` uses the API's default profile. ``weights=None`` uses ``$ADAPIX_EVAL_WEIGHTS``
+    if set, else the shipped model. The model identity (``model_id`` and the weights hash) is part of
+    the cache fingerprint, so results of other weights are not reused.
+    """
+
+    extension = "apx"
+    param_name = "quality"
+
+    def __init__(self, profile: str | None = None, weights: str | None = None):
+        self.profile = profile
+        self.weights = weights
+        self.name = "adapix" if profile is None else f"adapix-{profile}"
+        self.description = (
+            f"Adapix learned codec (adapix.api, profile {profile or 'default'}), param = quality 0-100"
+        )
+        self._api_codec = None
+        self._load_error: str | None = None
+
+    def _module(self):
+        return importlib.import_module("adapix.api")
+
+    def _weights(self) -> str | None:
+        import os
+
+        return self.weights or os.environ.get(WEIGHTS_ENV) or None
+
+    def available(self) -> str | None:
+        try:
+            mod = self._module()
+        except Exception as exc:  # ImportError, or an error inside a half-written module
+            return f"adapix.api cannot be imported yet ({type(exc).__name__}: {exc})"
+        if not hasattr(mod, "Codec"):
+            return "adapix.api has no Codec class yet"
+        try:
+            self._codec()
+        except Exception as exc:  # e.g. no weights file yet
+            msg = " ".join(str(exc).split())
+            return f"the Adapix model cannot be loaded ({type(exc).__name__}: {msg})"
+        return None
+
+    def params(self) -> list:
+        return [5, 15, 25, 35, 50, 65, 80, 95]
+
+    def _codec(self):
+        if self._api_codec is None:
+            weights = self._weights()
+            cls = self._module().Codec
+            self._api_codec = cls(weights) if weights else cls()
+        return self._api_codec
+
+    def _profile_kwargs(self) -> dict:
+        if self.profile is not None:
+            return {"profile": self.profile}
+        try:
+            sig = inspect.signature(self._codec().encode)
+            p = sig.parameters.get("profile")
+            if p is not None and p.default is inspect.Parameter.empty:
+                return {"profile": "fast"}
+        except (TypeError, ValueError):
+            pass
+        return {}
+
+    def encode(self, rgb: np.ndarray, param: Any) -> bytes:
+        from PIL import Image
+
+        img = Image.fromarray(check_rgb(rgb), "RGB")
+        return bytes(self._codec().encode(img, quality=float(param), **self._profile_kwargs()))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return _to_rgb_array(self._codec().decode(data))
+
+    def version(self) -> str:
+        try:
+            import adapix
+
+            version = str(getattr(adapix, "__version__", ""))
+        except Exception:  # noqa: BLE001
+            version = ""
+        try:
+            api = self._codec()
+            model_id = str(getattr(api, "model_id", ""))
+            h = getattr(getattr(api, "loaded", None), "weights_hash", b"")
+            wh = h.hex() if isinstance(h, (bytes, bytearray)) else str(h or "")
+        except Exception:  # noqa: BLE001
+            model_id, wh = "", ""
+        return f"adapix {version} model {model_id} hash {wh} weights {self._weights() or 'default'}"

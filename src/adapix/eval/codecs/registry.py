@@ -1,0 +1,77 @@
+"""The ``CODECS`` registry (name -> factory), name aliases and :func:`get_codecs`."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from .adapix_codec import AdapixCodec
+from .base import Codec
+from .heic import HeifHEIC
+from .jxl_j2k import ImagecodecsJ2K, ImagecodecsJXL
+from .pillow import PillowAVIF, PillowJPEG, PillowWebP
+from .vvc import FFmpegVVC
+
+CODECS: dict[str, Callable[[], Codec]] = {
+    "jpeg420": lambda: PillowJPEG("4:2:0"),
+    "jpeg444": lambda: PillowJPEG("4:4:4"),
+    "webp": PillowWebP,
+    "avif": lambda: PillowAVIF("4:2:0"),
+    "avif444": lambda: PillowAVIF("4:4:4"),
+    "heic": lambda: HeifHEIC("420"),
+    "heic444": lambda: HeifHEIC("444"),
+    "jxl": ImagecodecsJXL,
+    "jpeg2000": ImagecodecsJ2K,
+    "vvc": FFmpegVVC,
+    "adapix": AdapixCodec,
+}
+"""Codec name -> factory. ``adapix:<profile>`` names are also accepted by :func:`get_codecs`."""
+
+ALIASES = {"jpeg": "jpeg420", "jpg": "jpeg420", "j2k": "jpeg2000", "jp2": "jpeg2000", "jpegxl": "jxl",
+           "h266": "vvc", "heif": "heic"}
+
+
+def codec_names() -> list[str]:
+    return list(CODECS)
+
+
+def _make(name: str) -> Codec:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in CODECS:
+        return CODECS[key]()
+    if key.startswith("adapix:") or key.startswith("adapix-"):
+        profile = name.strip()[len("adapix:"):]
+        if not profile:
+            raise ValueError(f"empty Adapix profile in codec name {name!r}")
+        return AdapixCodec(profile)
+    raise ValueError(f"unknown codec {name!r} (known: {', '.join(CODECS)}, adapix:<profile>)")
+
+
+def get_codecs(names: str | Iterable[str] | None = None) -> list[Codec]:
+    """Codec instances for names (a list, or a comma-separated string); ``None``/``"all"`` = every codec.
+
+    Unknown names raise ``ValueError``; duplicates are dropped. Availability is not checked here.
+    """
+    if names is None:
+        names = ["all"]
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    out: list[Codec] = []
+    seen: set[str] = set()
+    for raw in names:
+        raw = raw.strip()
+        if not raw:
+            continue
+        items = list(CODECS) if raw.lower() == "all" else [raw]
+        for item in items:
+            codec = _make(item)
+            if codec.name not in seen:
+                seen.add(codec.name)
+                out.append(codec)
+    if not out:
+        raise ValueError("no codec given")
+    return out
+
+
+def get_codec(name: str) -> Codec:
+    return _make(name)
