@@ -1,0 +1,101 @@
+"""What an encoder profile asks for: gradient phases (:class:`Phase`), the greedy rounding search
+(:class:`GreedySearch`), and both together (:class:`Preset`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+RATE_MODES = ("ste", "noise", "sga")
+RANDOM_SEED = 0  # seed of the random relaxations (noise, SGA) during one optimisation
+LATENT_NAMES = ("y", "z", "s")
+
+
+# ---- presets ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One gradient phase of latent optimisation (Adam on the continuous latents).
+
+    * ``rate_mode``: how the rounding is relaxed: ``"ste"`` (rate of the actually rounded
+      values, straight-through gradient), ``"noise"`` (additive U(-1/2, 1/2) for the rate, as in
+      training) or ``"sga"`` (stochastic Gumbel annealing, temperature ``tau[0] -> tau[1]``,
+      exponential schedule).
+    * ``optimize``: which latents move, a subset of ``("y", "z", "s")``.
+    * learning rate: cosine-annealed from ``lr`` to ``lr * lr_final``.
+    * ``eval_every``: the true cost is measured every that many iterations (and at the end).
+    """
+
+    name: str
+    iters: int
+    lr: float
+    rate_mode: str = "ste"
+    optimize: tuple[str, ...] = LATENT_NAMES
+    lr_final: float = 0.1
+    tau: tuple[float, float] = (0.5, 0.05)
+    eval_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.rate_mode not in RATE_MODES:
+            raise ValueError(f"rate_mode must be one of {RATE_MODES}, got {self.rate_mode!r}")
+        bad = set(self.optimize) - set(LATENT_NAMES)
+        if bad or not self.optimize:
+            raise ValueError(f"optimize must be a non-empty subset of {LATENT_NAMES}, got "
+                             f"{self.optimize!r}")
+        if self.iters < 0 or self.lr <= 0 or self.eval_every < 1:
+            raise ValueError("iters must be >= 0, lr > 0 and eval_every >= 1")
+
+    def lr_at(self, i: int) -> float:
+        """Cosine annealing of the learning rate over the phase."""
+        if self.iters <= 1:
+            return self.lr
+        c = 0.5 * (1 + math.cos(math.pi * i / (self.iters - 1)))
+        return self.lr * (self.lr_final + (1 - self.lr_final) * c)
+
+    def tau_at(self, i: int) -> float:
+        """SGA temperature: exponential from tau[0] to tau[1]."""
+        if self.iters <= 1:
+            return self.tau[1]
+        a = i / (self.iters - 1)
+        return self.tau[0] * (self.tau[1] / self.tau[0]) ** a
+
+
+@dataclass(frozen=True)
+class GreedySearch:
+    """Greedy search over the rounding decisions of y (after the gradient phases).
+
+    In MSP step order, the elements of a step whose residual ``y - mu`` lies within
+    ``threshold`` of a rounding boundary (distance in quantisation steps, at most ``fraction`` of
+    the step's elements, nearest first) are candidates. A first-order screen keeps those whose
+    flip is predicted to lower the cost (exact rate change of the element under its Gaussian +
+    distortion gradient); they are sorted by predicted gain and tried in ``chunks`` chunks. A
+    chunk is flipped at once (vectorised) and kept only if the true cost drops. At most
+    ``max_evals`` true-cost evaluations are spent.
+    """
+
+    enabled: bool = False
+    fraction: float = 0.05
+    threshold: float = 0.2
+    chunks: int = 3
+    max_evals: int = 48
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What an encoder profile does: gradient phases, then the greedy search.
+
+    ``postfilter`` asks for the decoder post-filter (the codec enables it only for weights with a
+    trained post-filter). ``encoder_finetune`` fine-tunes a copy of ``g_a`` on the image for
+    ``finetune_iters`` Adam steps (lr ``finetune_lr``) before the latent phases.
+    """
+
+    phases: tuple[Phase, ...] = ()
+    greedy: GreedySearch = field(default_factory=GreedySearch)
+    postfilter: bool = False
+    encoder_finetune: bool = False
+    finetune_iters: int = 30
+    finetune_lr: float = 1e-4
+
+    @property
+    def optimizes(self) -> bool:
+        """True if the preset does any encoder-side optimisation."""
+        return bool(self.phases) or self.greedy.enabled or self.encoder_finetune
