@@ -65,7 +65,7 @@ from .timing import (_padded, bench_adapix, bench_synthesis, count_kmac_per_pixe
                      synthesis_input, torch_threads)
 
 _COMPRESSAI: tuple[types.ModuleType | None, str | None] | None = None
-"""Cache of :func:`import_compressai` (kept here, in the package namespace: set it to None to retry)."""
+"""Cache of :func:`import_compressai`, kept in the package namespace (set it to None to retry)."""
 
 
 __all__ = ["SpeedResult", "Ratios", "BenchConfig", "BenchReport", "parse_size", "parse_sizes",

@@ -1,4 +1,4 @@
-"""The whole benchmark: :func:`run_bench` schedules and runs every measurement of a configuration."""
+"""The whole benchmark: :func:`run_bench` schedules and runs every measurement of a config."""
 
 from __future__ import annotations
 

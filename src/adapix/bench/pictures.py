@@ -1,4 +1,4 @@
-"""The benchmark's test pictures: a deterministic synthetic photo, or a picture file tiled/cropped."""
+"""The benchmark's test pictures: a deterministic synthetic photo, or a file tiled/cropped."""
 
 from __future__ import annotations
 
