@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import container
@@ -172,4 +171,4 @@ def decode(data: bytes) -> Image.Image:
     return default_codec().decode(data)
 
 
-__all__ = ["Codec", "EncodeResult", "DecodeResult", "encode", "decode", "torch"]
+__all__ = ["Codec", "EncodeResult", "DecodeResult", "encode", "decode"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 FORMAT_VERSION = 1  # version of the weights file layout (config + tensors + tables)
 
@@ -88,20 +88,3 @@ class ModelConfig:
 TINY = ModelConfig(N=16, M=24, Nh=16, scales=3, groups=2, ctx_hidden=24, syntax_dim=8,
                    postfilter_channels=8)
 """A tiny configuration for unit tests (random weights, fast on CPU)."""
-
-
-@dataclass(frozen=True)
-class QualityMap:
-    """Maps the user's quality knob (0..100, higher is better) to a position between lambda anchors.
-
-    quality q -> t = q / 100 * (K - 1) in [0, K-1]; the per-channel gain vectors of anchors
-    floor(t) and ceil(t) are interpolated geometrically, so lambda(q) is log-linear in q between
-    lambdas[0] (q = 0) and lambdas[-1] (q = 100).
-    """
-
-    anchors: int = field(default=6)
-
-    def position(self, quality: float) -> float:
-        if not 0.0 <= quality <= 100.0:
-            raise ValueError(f"quality must be in 0..100, got {quality}")
-        return quality / 100.0 * (self.anchors - 1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -216,11 +215,13 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def quality_to_position(cfg: ModelConfig, quality: float) -> float:
-    """quality 0..100 -> t in [0, K-1]; see :class:`adapix.config.QualityMap`."""
+    """quality q in 0..100 -> t = q / 100 * (K - 1) in [0, K-1]: the position between the K lambda
+    anchors. The gain vectors of anchors floor(t) and ceil(t) are interpolated geometrically, so
+    lambda(q) is log-linear in q from lambdas[0] (q = 0) to lambdas[-1] (q = 100)."""
     if not (0.0 <= quality <= 100.0) or math.isnan(quality):
         raise ValueError(f"quality must be in 0..100, got {quality}")
     return quality / 100.0 * (len(cfg.lambdas) - 1)
 
 
 __all__ = ["AdapixModel", "ForwardOutput", "Streams", "Latents", "CodingResult",
-           "count_parameters", "quality_to_position", "np"]
+           "count_parameters", "quality_to_position"]

@@ -50,21 +50,25 @@ class ImageSet:
         return len(self.images)
 
 
-def load_folder(folder, crop: int, max_side: int | None = 512, limit: int | None = None,
+def load_images(paths: list[Path], crop: int, max_side: int | None = 512,
                 progress: bool = True) -> ImageSet:
-    paths = list_images(folder)
-    if limit:
-        paths = paths[:limit]
+    """Decodes the images (downscaled to ``max_side``); those smaller than ``crop`` are skipped."""
     images, skipped = [], 0
-    for p in tqdm(paths, desc=f"loading {folder}", disable=not progress, leave=False):
+    for p in tqdm(paths, desc="loading training images", disable=not progress, leave=False):
         a = load_rgb(p, max_side)
         if a is None or min(a.shape[:2]) < crop:
             skipped += 1
             continue
         images.append(a)
     if not images:
-        raise ValueError(f"no usable training image (>= {crop} px) in {folder}")
+        raise ValueError(f"no usable training image (short side >= {crop} px)")
     return ImageSet(images, skipped)
+
+
+def load_folder(folder, crop: int, max_side: int | None = 512, limit: int | None = None,
+                progress: bool = True) -> ImageSet:
+    paths = list_images(folder)
+    return load_images(paths[:limit] if limit else paths, crop, max_side, progress)
 
 
 class CropSampler:

@@ -28,11 +28,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..config import ModelConfig
 from ..model import AdapixModel
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
-from .data import CropSampler, ImageSet, list_images, load_folder, load_rgb
+from .data import CropSampler, list_images, load_images, load_rgb
 
 
 @dataclass
@@ -208,9 +207,8 @@ class Trainer:
     def fit(self) -> Path | None:
         cfg = self.cfg
         train_paths, val_paths = split_data(cfg)
-        tmp_dir = self.out / "train_list.txt"
-        tmp_dir.write_text("\n".join(map(str, train_paths)))
-        data = load_folder_paths(train_paths, cfg.crop, cfg.max_side, self.progress and self.rank == 0)
+        (self.out / "train_list.txt").write_text("\n".join(map(str, train_paths)))
+        data = load_images(train_paths, cfg.crop, cfg.max_side, self.progress and self.rank == 0)
         val_imgs = [a for a in (load_rgb(p, cfg.max_side) for p in val_paths[: cfg.val_images])
                     if a is not None]
         sampler = CropSampler(data, cfg.crop, cfg.batch, self.gen)
@@ -299,17 +297,4 @@ class Trainer:
         return path
 
 
-def load_folder_paths(paths: list[Path], crop: int, max_side: int, progress: bool) -> ImageSet:
-    images, skipped = [], 0
-    for p in tqdm(paths, desc="loading training images", disable=not progress, leave=False):
-        a = load_rgb(p, max_side)
-        if a is None or min(a.shape[:2]) < crop:
-            skipped += 1
-            continue
-        images.append(a)
-    if not images:
-        raise ValueError(f"no usable training image (short side >= {crop} px)")
-    return ImageSet(images, skipped)
-
-
-__all__ = ["Trainer", "validate", "lr_at", "load_folder", "ModelConfig"]
+__all__ = ["Trainer", "validate", "lr_at"]
