@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python -m adapix.demo $(SAMPLE)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 eval: $(STAMP)
 	$(BIN)/adapix eval ../shared/data/kodak --reference ../shared/reference/kodak
