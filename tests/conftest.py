@@ -102,3 +102,12 @@ def synth_image():
 def make_model():
     """The :func:`make_tiny_model` factory: ``make_model(seed=0, cfg=TINY, perturb=True)``."""
     return make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one torch thread is faster and does not fight a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,13 +17,7 @@ from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, meas
 T = 2.5  # quality position (quality 50 of 6 anchors)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one thread is faster and does not fight a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

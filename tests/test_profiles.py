@@ -15,12 +15,7 @@ from adapix.optimize import Preset, rd_cost_of, rd_cost_true
 from adapix.profiles import PROFILES, Profile, get_profile
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
