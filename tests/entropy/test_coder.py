@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapix.config import TINY
-from adapix.entropy.coder import (GaussianTable, StepDecoder, StepEncoder, decode_categorical,
-                                  encode_categorical)
+from adapix.entropy.coder import (GaussianTable, StepDecoder, StepEncoder, decode_per_channel,
+                                  encode_per_channel)
 from adapix.entropy.gaussian import SnappedGaussian, scale_table
 from adapix.errors import FormatError
 
@@ -126,38 +126,37 @@ def test_garbage_and_truncation_raise_only_format_error(table):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_categorical_round_trip(seed):
+def test_per_channel_round_trip(seed):
     rng = np.random.default_rng(seed)
-    n, L = int(rng.integers(1, 400)), int(rng.integers(2, 40))
-    probs = rng.dirichlet(np.full(L, 0.5), n)
-    probs = np.maximum(probs, 1e-12)
-    sym = np.array([rng.choice(L, p=p / p.sum()) for p in probs], dtype=np.int32)
-    data = encode_categorical(sym, probs)
-    assert np.array_equal(decode_categorical(data, probs), sym)
+    C, n, L = int(rng.integers(1, 6)), int(rng.integers(1, 400)), int(rng.integers(2, 40))
+    pmf = np.maximum(rng.dirichlet(np.full(L, 0.5), C), 1e-12)
+    sym = np.stack([rng.choice(L, n, p=p / p.sum()) for p in pmf]).astype(np.int32)
+    data = encode_per_channel(sym, pmf)
+    assert np.array_equal(decode_per_channel(data, pmf, n), sym)
 
 
-def test_categorical_empty():
-    probs = np.zeros((0, 5))
-    data = encode_categorical(np.zeros(0, np.int32), probs)
-    assert decode_categorical(data, probs).size == 0
+def test_per_channel_empty():
+    pmf = np.full((3, 5), 0.2)
+    data = encode_per_channel(np.zeros((3, 0), np.int32), pmf)
+    assert decode_per_channel(data, pmf, 0).shape == (3, 0)
 
 
-def test_categorical_damage_raises_only_format_error():
+def test_per_channel_damage_raises_only_format_error():
     rng = np.random.default_rng(5)
-    probs = rng.dirichlet(np.ones(10), 80)
-    sym = np.array([rng.choice(10, p=p) for p in probs], dtype=np.int32)
-    data = encode_categorical(sym, probs)
+    pmf = rng.dirichlet(np.ones(10), 4)
+    sym = np.stack([rng.choice(10, 20, p=p) for p in pmf]).astype(np.int32)
+    data = encode_per_channel(sym, pmf)
     with pytest.raises(FormatError):
-        decode_categorical(data[:-1], probs)
+        decode_per_channel(data[:-1], pmf, 20)
     with pytest.raises(FormatError):
-        decode_categorical(data + b"\x05\x00\x00\x00", probs)
+        decode_per_channel(data + b"\x05\x00\x00\x00", pmf, 20)
     for _ in range(60):
         bad = rng.integers(0, 256, int(rng.integers(0, 90)), dtype=np.uint8).tobytes()
         try:
-            out = decode_categorical(bad, probs)
+            out = decode_per_channel(bad, pmf, 20)
         except FormatError:
             continue
-        assert out.shape == (80,)
+        assert out.shape == (4, 20)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -142,7 +142,7 @@ def test_corrupt_stream_raises_format_error_only(prior, mutate):
 
 def test_coding_memory_does_not_scale_with_symbols_times_table_length(prior):
     """Fails (src bug): compress/decompress build ``t.pmf[chan]``, a float64 (symbols x table
-    length) array, and coder.encode/decode_categorical copy it again (``astype(np.float64)``).
+    length) array, and the coder copied it again (``astype(np.float64)``).
     With the untrimmed 2049-entry tables that is 2 x 16 KiB per symbol: 537 MB for the z of a
     2048x2048 image with TINY (Nh=16), several GB for the shipped model at 4K. Coding per
     channel with one categorical model each needs O(symbols + channels x length)."""

@@ -24,6 +24,28 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*a, **kw)
 
 
+class ArgError(Exception):
+    """A bad command-line argument, reported by the subcommand as one line with exit status 2."""
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """argparse whose errors raise :class:`ArgError` (one line, no usage dump, no SystemExit)."""
+
+    def error(self, message: str):
+        raise ArgError(message)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def expand_inputs(items: list[str], extensions: set[str]) -> list[Path]:
     """Files as given; directories expanded (recursively) to files with the given extensions."""
     out: list[Path] = []

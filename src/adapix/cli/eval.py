@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import ArgError, RaisingParser, positive_int
+
 PROG = "adapix eval"
 
 DESCRIPTION = """\
@@ -38,40 +40,21 @@ examples:
 exit status: 0 success, 1 a codec failed or nothing could be measured, 2 bad arguments."""
 
 
-class _ArgError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump, no SystemExit
-        raise _ArgError(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+    p = RaisingParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", nargs="?", metavar="DIR", help="folder of PNG/JPEG test images (e.g. Kodak)")
     p.add_argument("--codecs", default="all", metavar="LIST",
                    help="comma-separated codec names, or 'all' (default: all); see --list")
     p.add_argument("--out", default="results/eval", metavar="DIR", help="output folder (default: results/eval)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="parallel worker processes (default: 1 = run in this process)")
     p.add_argument("--reference", default="auto", metavar="DIR",
                    help="folder of published reference curves (*.json); 'auto' (default) or 'none'")
     p.add_argument("--anchor", default=None, metavar="NAME",
                    help="anchor of the BD-rate table: measured codec or reference name (default: vtm, "
                         "else the first measured codec)")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="use only the first N images (sorted by file name)")
     p.add_argument("--adapix-weights", default=None, metavar="FILE",
                    help="weights file for the adapix codecs (default: the shipped model)")
@@ -122,7 +105,7 @@ def _reference_dir(arg: str, images_dir: Path | None) -> Path | None:
         return guess_reference_dir(images_dir)
     path = Path(arg)
     if not path.is_dir():
-        raise _ArgError(f"reference folder {arg} does not exist")
+        raise ArgError(f"reference folder {arg} does not exist")
     return path
 
 
@@ -136,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         images_dir = Path(args.dir) if args.dir else None
         if args.adapix_weights is not None:
             if not Path(args.adapix_weights).is_file():
-                raise _ArgError(f"weights file {args.adapix_weights} does not exist")
+                raise ArgError(f"weights file {args.adapix_weights} does not exist")
             import os
 
             from adapix.eval.codecs import WEIGHTS_ENV
@@ -146,17 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             _list_codecs(_reference_dir(args.reference, images_dir))
             return 0
         if images_dir is None:
-            raise _ArgError("the image folder DIR is required (or use --list)")
+            raise ArgError("the image folder DIR is required (or use --list)")
         if not images_dir.is_dir():
-            raise _ArgError(f"image folder {images_dir} does not exist")
+            raise ArgError(f"image folder {images_dir} does not exist")
         reference_dir = _reference_dir(args.reference, images_dir)
         from adapix.eval.codecs import get_codecs
 
         try:
             get_codecs(args.codecs)
         except ValueError as exc:
-            raise _ArgError(str(exc)) from None
-    except _ArgError as exc:
+            raise ArgError(str(exc)) from None
+    except ArgError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,7 +18,6 @@ import constriction
 from ..errors import FormatError
 
 _model = constriction.stream.model
-_CATEGORICAL = _model.Categorical(perfect=False)
 
 
 def _to_bytes(words: np.ndarray) -> bytes:
@@ -39,27 +38,6 @@ def _guard(fn, what: str):
         raise
     except BaseException as exc:  # pyo3 panics derive from BaseException
         raise FormatError(f"corrupted {what} section ({type(exc).__name__})") from None
-
-
-def encode_categorical(symbols: np.ndarray, probs: np.ndarray) -> bytes:
-    """symbols int32 (n,), probs float (n, L) -> bytes."""
-    enc = constriction.stream.stack.AnsCoder()
-    if symbols.size:
-        enc.encode_reverse(symbols.astype(np.int32), _CATEGORICAL, probs.astype(np.float64))
-    return _to_bytes(enc.get_compressed())
-
-
-def decode_categorical(data: bytes, probs: np.ndarray, what: str = "side-information") -> np.ndarray:
-    words = _from_bytes(data)
-
-    def run():
-        dec = constriction.stream.stack.AnsCoder(words)
-        out = dec.decode(_CATEGORICAL, probs.astype(np.float64)) if len(probs) else np.zeros(0)
-        if not dec.is_empty():
-            raise FormatError("trailing data")
-        return np.asarray(out, dtype=np.int32)
-
-    return _guard(run, what)
 
 
 def encode_per_channel(symbols: np.ndarray, pmf: np.ndarray) -> bytes:

@@ -86,9 +86,8 @@ def _call(fn, *args) -> float:
         return float(fn(*args, method=METHOD, require_matching_points=False, min_overlap=0.0))
 
 
-def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
-            rate_test: Sequence[float], quality_test: Sequence[float]) -> BDResult:
-    """BD-rate (percent) of the test curve vs the anchor over their common quality interval."""
+def _bd(kind: str, rate_anchor, quality_anchor, rate_test, quality_test) -> BDResult:
+    """Shared body of bd_rate ("rate": overlap in quality) and bd_psnr ("psnr": overlap in log rate)."""
     try:
         import bjontegaard
     except ImportError as exc:
@@ -97,47 +96,36 @@ def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
     if prep is None:
         return BDResult(math.nan, reason, dropped=dropped)
     ra, qa, rt, qt = prep
-    lo, hi, frac = _overlap(qa, qt)
+    if kind == "rate":
+        fn, label = bjontegaard.bd_rate, "BD-rate"
+        lo, hi, frac = _overlap(qa, qt)
+        gap = f"no quality overlap (anchor {qa.min():.2f}..{qa.max():.2f}, test {qt.min():.2f}..{qt.max():.2f})"
+    else:
+        fn, label = bjontegaard.bd_psnr, "BD-PSNR"
+        lo, hi, frac = _overlap(np.log10(ra), np.log10(rt))
+        gap = (f"no rate overlap (anchor {ra.min():.3f}..{ra.max():.3f} bpp, "
+               f"test {rt.min():.3f}..{rt.max():.3f} bpp)")
     if hi <= lo:
-        return BDResult(
-            math.nan,
-            f"no quality overlap (anchor {qa.min():.2f}..{qa.max():.2f}, test {qt.min():.2f}..{qt.max():.2f})",
-            0.0, dropped,
-        )
+        return BDResult(math.nan, gap, 0.0, dropped)
     try:
-        value = _call(bjontegaard.bd_rate, ra, qa, rt, qt)
+        value = _call(fn, ra, qa, rt, qt)
     except Exception as exc:  # interpolation failures on degenerate data
-        return BDResult(math.nan, f"BD-rate failed: {exc}", frac, dropped)
+        return BDResult(math.nan, f"{label} failed: {exc}", frac, dropped)
     if not math.isfinite(value):
-        return BDResult(math.nan, "BD-rate is not finite", frac, dropped)
+        return BDResult(math.nan, f"{label} is not finite", frac, dropped)
     return BDResult(value, None, frac, dropped)
+
+
+def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
+            rate_test: Sequence[float], quality_test: Sequence[float]) -> BDResult:
+    """BD-rate (percent) of the test curve vs the anchor over their common quality interval."""
+    return _bd("rate", rate_anchor, quality_anchor, rate_test, quality_test)
 
 
 def bd_psnr(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
             rate_test: Sequence[float], quality_test: Sequence[float]) -> BDResult:
     """BD-PSNR (or BD of any quality metric, in its unit) over the common log-rate interval."""
-    try:
-        import bjontegaard
-    except ImportError as exc:
-        return BDResult(math.nan, f"bjontegaard is not installed ({exc})")
-    prep, reason, dropped = _prepare(rate_anchor, quality_anchor, rate_test, quality_test)
-    if prep is None:
-        return BDResult(math.nan, reason, dropped=dropped)
-    ra, qa, rt, qt = prep
-    lo, hi, frac = _overlap(np.log10(ra), np.log10(rt))
-    if hi <= lo:
-        return BDResult(
-            math.nan,
-            f"no rate overlap (anchor {ra.min():.3f}..{ra.max():.3f} bpp, test {rt.min():.3f}..{rt.max():.3f} bpp)",
-            0.0, dropped,
-        )
-    try:
-        value = _call(bjontegaard.bd_psnr, ra, qa, rt, qt)
-    except Exception as exc:
-        return BDResult(math.nan, f"BD-PSNR failed: {exc}", frac, dropped)
-    if not math.isfinite(value):
-        return BDResult(math.nan, "BD-PSNR is not finite", frac, dropped)
-    return BDResult(value, None, frac, dropped)
+    return _bd("psnr", rate_anchor, quality_anchor, rate_test, quality_test)
 
 
 @dataclass
