@@ -443,3 +443,14 @@ def test_from_tensor_clamps_and_rounds_half_even():
     out = from_tensor(x, grey=False)[0, :, 0]
     expected = [0, 255, 0] + [k if k % 2 == 0 else k + 1 for k in ks]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_pillow_limit_follows_max_pixels(tmp_path, monkeypatch):
+    """Pillow's own bomb limit (lower than ours here) does not refuse what --max-pixels allows,
+    refuses what is far above it, and is restored afterwards."""
+    p = _save(tmp_path, Image.new("RGB", (64, 64)), "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    assert load_image(p, max_pixels=64 * 64).width == 64
+    assert Image.MAX_IMAGE_PIXELS == 100
+    with pytest.raises(InputError, match="big.png"):
+        load_image(p, max_pixels=1000)  # 4096 > 2 x 1000: Pillow refuses before decoding

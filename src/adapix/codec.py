@@ -7,7 +7,14 @@ Encode::
                                         model id, weights hash; sections: model stream,
                                         hyper, content, alpha (PNG, lossless), ICC)
 
-Decode is the inverse; the decoder checks the model id and weights hash before decoding.
+Images above :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels (or any image given a tile size) are
+cut into disjoint tiles, each coded with the same per-image path into its own three streams; the
+header's TILED flag and tile size and the TILE_INDEX section describe the grid (see
+:mod:`adapix.tiling` and :mod:`adapix.container`). Only the uint8 image, its uint8
+reconstruction and one tile's float working set are in memory at a time.
+
+Decode is the inverse; the decoder checks the model id and weights hash before decoding, and the
+tile index against the header's grid before it allocates the output image.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import container
+from . import container, tiling
 from .container import ApxFile, Header, SectionType
 from .errors import AdapixError, ModelMismatchError
 from .images import (RasterImage, crop, decode_alpha, encode_alpha, from_tensor, load_image,
@@ -48,6 +55,7 @@ class EncodeResult:
     seconds: float
     reconstruction: RasterImage
     warnings: list[str] = field(default_factory=list)
+    tile_size: int = 0    # 0: not tiled
 
 
 @dataclass
@@ -91,38 +99,72 @@ class Codec:
         return self.encode_ex(image, quality, profile, **options).data
 
     def encode_ex(self, image, quality: float = DEFAULT_QUALITY, profile: str = "fast",
-                  time_budget: float | None = None) -> EncodeResult:
+                  time_budget: float | None = None, tile_size: int | None = None) -> EncodeResult:
+        """``tile_size``: None tiles images above :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels
+        with tiles of :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64
+        tiles with that size (see :mod:`adapix.tiling`). ``time_budget`` bounds the whole image;
+        a tiled image shares it among its tiles."""
         t0 = time.perf_counter()
         img = image if isinstance(image, RasterImage) else load_image(image, max_pixels=self.max_pixels)
         if not (isinstance(quality, numbers.Real) and 0.0 <= float(quality) <= 100.0):
             raise AdapixError(f"quality must be a number in 0..100, got {quality!r}")
         quality = round(float(quality), 2)  # what the header can carry, so what the decoder uses
         prof = get_profile(profile)
+        tile = tiling.choose_tile_size(img.height, img.width, tile_size)
         postfilter = prof.postfilter and self.loaded.postfilter_trained
         t = quality_to_position(self.model.cfg, quality)
-        x = to_tensor(img)
-        xp, hw = pad_to_multiple(x, self.model.cfg.pad_multiple)
-        result = prof.run(self.model, xp, hw, t, postfilter, time_budget)
-        rec_px = from_tensor(crop(result.x_hat, hw), img.is_grey)
-        sections = {SectionType.MODEL_STREAM: result.streams.model_stream,
-                    SectionType.HYPER: result.streams.hyper,
-                    SectionType.CONTENT: result.streams.content}
+        n = img.width * img.height
+        if not tile:
+            streams, rec_px, est_bits = self._code_pixels(img.pixels, prof, t, postfilter,
+                                                          time_budget)
+            sections = {SectionType.MODEL_STREAM: streams.model_stream,
+                        SectionType.HYPER: streams.hyper, SectionType.CONTENT: streams.content}
+            psnr = psnr_uint8(img.pixels, rec_px)
+        else:
+            # One tile at a time: only the uint8 image and its uint8 reconstruction are whole.
+            grid = tiling.TileGrid(img.height, img.width, tile)
+            rec_px = np.empty_like(img.pixels)
+            parts, est_bits, sse = [], 0.0, 0
+            for tl in grid:
+                budget = None
+                if time_budget is not None:  # an equal share of what is left
+                    left = time_budget - (time.perf_counter() - t0)
+                    budget = max(left, 0.0) / (grid.count - tl.index)
+                src = tiling.cut(img.pixels, tl)
+                streams, rec_tile, bits = self._code_pixels(src, prof, t, postfilter, budget)
+                tiling.paste(rec_px, tl, rec_tile)
+                parts.append((streams.model_stream, streams.hyper, streams.content))
+                est_bits += bits
+                sse += tiling.squared_error(src, rec_tile)
+            sections = container.tile_sections(parts)
+            mse = sse / rec_px.size
+            psnr = float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
         if img.alpha is not None:
             sections[SectionType.ALPHA] = encode_alpha(img.alpha)
         if img.icc:
             sections[SectionType.ICC] = bytes(img.icc)
         header = Header(width=img.width, height=img.height, color=1 if img.is_grey else 3,
                         quality=quality, profile=prof.name, postfilter=postfilter,
-                        alpha=img.alpha is not None, icc=bool(img.icc), tiled=False, tile_size=0,
-                        model_id=self.loaded.model_id, weights_hash=self.loaded.weights_hash)
+                        alpha=img.alpha is not None, icc=bool(img.icc), tiled=bool(tile),
+                        tile_size=tile, model_id=self.loaded.model_id,
+                        weights_hash=self.loaded.weights_hash)
         data = container.pack(ApxFile(header, sections))
-        n = img.width * img.height
         rec = RasterImage(pixels=rec_px, alpha=img.alpha, icc=img.icc, warnings=[])
         return EncodeResult(data=data, width=img.width, height=img.height, quality=quality,
-                            profile=prof.name, bpp=8 * len(data) / n, est_bpp=result.est_bits / n,
-                            psnr=psnr_uint8(img.pixels, rec_px),
-                            seconds=time.perf_counter() - t0, reconstruction=rec,
-                            warnings=list(img.warnings))
+                            profile=prof.name, bpp=8 * len(data) / n, est_bpp=est_bits / n,
+                            psnr=psnr, seconds=time.perf_counter() - t0, reconstruction=rec,
+                            warnings=list(img.warnings), tile_size=tile)
+
+    def _code_pixels(self, pixels: np.ndarray, prof, t: float, postfilter: bool,
+                     time_budget: float | None) -> tuple[Streams, np.ndarray, float]:
+        """Codes one whole image or one tile, uint8 (H, W, 1|3), with the per-image path:
+        (streams, uint8 reconstruction of the same shape, ideal code length in bits)."""
+        x = to_tensor(RasterImage(pixels=np.ascontiguousarray(pixels)))
+        xp, hw = pad_to_multiple(x, self.model.cfg.pad_multiple)
+        del x
+        result = prof.run(self.model, xp, hw, t, postfilter, time_budget)
+        rec = from_tensor(crop(result.x_hat, hw), pixels.shape[2] == 1)
+        return result.streams, rec, result.est_bits
 
     # ---- decode ------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:
@@ -140,15 +182,43 @@ class Codec:
                 f"pass the matching weights with --model")
         if f.content is None or f.hyper is None or f.model_stream is None:
             raise container.FormatError("file lacks a model, hyper or content section")
-        m = self.model.cfg.pad_multiple
-        hp, wp = -(-h.height // m) * m, -(-h.width // m) * m
+        m = self.model.cfg.pad_multiple  # the decoder works on sides rounded up to m: 1xN is mxN
+        area = -(-h.height // m) * m * (-(-h.width // m) * m)
+        if area > self.max_pixels:
+            raise container.FormatError(
+                f"image is {h.width}x{h.height}, decoded as {area} pixels (sides rounded up to a "
+                f"multiple of {m}), above the limit of {self.max_pixels} (raise it with "
+                "--max-pixels if you trust this file)")
+        try:  # the working set of one unit (tile or whole image), before allocating anything
+            tiling.check_unit(h.height, h.width, h.tile_size if h.tiled else 0)
+        except AdapixError as exc:
+            raise container.FormatError(str(exc)) from None
         t = quality_to_position(self.model.cfg, h.quality)
-        x_hat = self.model.decompress(Streams(f.model_stream, f.hyper, f.content), (hp, wp), t,
-                                      postfilter=h.postfilter)
-        pixels = from_tensor(crop(x_hat, (h.height, h.width)), h.color == 1)
+        grey = h.color == 1
+        if not h.tiled:
+            if f.tile_index is not None:
+                raise container.FormatError("TILE_INDEX section in a file that is not tiled")
+            pixels = self._decode_pixels(Streams(f.model_stream, f.hyper, f.content),
+                                         h.height, h.width, t, h.postfilter, grey)
+        else:
+            tiles = container.tile_streams(f)  # checked against the grid before allocating
+            grid = tiling.TileGrid(h.height, h.width, h.tile_size)
+            pixels = np.empty((h.height, h.width, 1 if grey else 3), np.uint8)
+            for tl, (ms, hyper, content) in zip(grid, tiles):
+                tiling.paste(pixels, tl, self._decode_pixels(Streams(ms, hyper, content),
+                                                             tl.height, tl.width, t,
+                                                             h.postfilter, grey))
         alpha = decode_alpha(f.alpha, h.width, h.height) if f.alpha is not None else None
         img = RasterImage(pixels=pixels, alpha=alpha, icc=f.icc, warnings=[])
         return DecodeResult(image=img, header=h, seconds=time.perf_counter() - t0)
+
+    def _decode_pixels(self, streams: Streams, height: int, width: int, t: float,
+                       postfilter: bool, grey: bool) -> np.ndarray:
+        """Decodes one whole image or one tile of ``height`` x ``width`` -> uint8 (H, W, 1|3)."""
+        m = self.model.cfg.pad_multiple
+        hp, wp = -(-height // m) * m, -(-width // m) * m
+        x_hat = self.model.decompress(streams, (hp, wp), t, postfilter=postfilter)
+        return from_tensor(crop(x_hat, (height, width)), grey)
 
 
 _DEFAULT: Codec | None = None

@@ -25,6 +25,22 @@ n       model_id      ASCII ``[a-z0-9._-]``
 Each section type appears at most once; ALPHA is present iff the ALPHA flag is set, ICC iff the
 ICC flag is. :func:`unpack` checks magic, version, minimum length, CRC, then every field, and
 raises nothing but :class:`~adapix.errors.FormatError`; :func:`pack` applies the same checks.
+
+Tiled files (TILED flag, see :mod:`adapix.tiling`): the image is a row-major grid of
+``ceil(height / tile_size) * ceil(width / tile_size)`` independently coded tiles. MODEL_STREAM,
+HYPER and CONTENT hold the tiles' streams one after the other, and the TILE_INDEX section says
+where each tile's streams are:
+
+======  ============  ==========================================================
+4       count         number of tiles; must equal the header's grid
+12 * n  lengths       per tile, in order: model stream, hyper, content lengths (u32 each)
+======  ============  ==========================================================
+
+A tile's streams start where the previous tile's end; the lengths of each kind must add up to
+its section's length exactly. :func:`tile_sections` builds these sections and
+:func:`tile_streams` checks and splits them (FormatError on any mismatch). The container layer
+itself (:func:`pack` / :func:`unpack`) checks only the structure; the codec calls
+:func:`tile_streams` before it allocates the output image.
 """
 
 from __future__ import annotations
@@ -50,6 +66,8 @@ FLAG_POSTFILTER, FLAG_ALPHA, FLAG_ICC, FLAG_TILED = 1, 2, 4, 8
 _MODEL_ID = re.compile(r"[a-z0-9._-]{1,64}")
 _FIXED = struct.Struct(">4sBIIBHBHHB")  # magic .. model id length: 22 bytes
 _SECTION = struct.Struct(">BI")
+_TILE_COUNT = struct.Struct(">I")
+_TILE_ENTRY = struct.Struct(">III")  # model stream, hyper, content lengths of one tile
 _CRC = struct.Struct(">I")
 MIN_LENGTH = _FIXED.size + 1 + 8 + 1 + _CRC.size  # shortest possible file: 36 bytes
 Bytes = Union[bytes, bytearray, memoryview]
@@ -278,6 +296,76 @@ def peek_header(data: Bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
     return unpack(data, max_pixels).header
 
 
+# ---- tiled files -------------------------------------------------------------------------------
+
+TileStreams = tuple[bytes, bytes, bytes]  # (model stream, hyper, content) of one tile
+
+_TILED_KINDS = (SectionType.MODEL_STREAM, SectionType.HYPER, SectionType.CONTENT)
+
+
+def tile_sections(tiles: list[TileStreams]) -> dict[SectionType, bytes]:
+    """The MODEL_STREAM, HYPER, CONTENT and TILE_INDEX sections of a tiled file, from the
+    (model stream, hyper, content) of every tile in row-major order."""
+    index = [_TILE_COUNT.pack(len(tiles))]
+    index += [_TILE_ENTRY.pack(*map(len, t)) for t in tiles]
+    out = {kind: b"".join(t[i] for t in tiles) for i, kind in enumerate(_TILED_KINDS)}
+    out[SectionType.TILE_INDEX] = b"".join(index)
+    return out
+
+
+def tile_count(h: Header) -> int:
+    """Number of tiles of a tiled header's grid (0 for an untiled header)."""
+    if not h.tiled or h.tile_size <= 0:
+        return 0
+    return -(-h.height // h.tile_size) * -(-h.width // h.tile_size)
+
+
+def tile_streams(f: ApxFile) -> list[TileStreams]:
+    """The (model stream, hyper, content) of every tile of a tiled file, in row-major order.
+
+    Checks, before anything proportional to the image is allocated, that the TILED flag is set,
+    the TILE_INDEX section exists, its length is that of the count it declares, the count is the
+    header's grid, and the lengths of each kind add up to its section's length exactly; raises
+    :class:`FormatError` otherwise."""
+    h = f.header
+    if not h.tiled:
+        raise FormatError("file is not tiled")
+    index = f.sections.get(SectionType.TILE_INDEX)
+    if index is None:
+        raise FormatError("tiled file lacks its TILE_INDEX section")
+    expected = tile_count(h)
+    if len(index) < _TILE_COUNT.size:
+        raise FormatError(f"tile index of {len(index)} bytes is too short")
+    (count,) = _TILE_COUNT.unpack_from(index, 0)
+    if count != expected:
+        raise FormatError(f"tile index lists {count} tiles, the {h.width}x{h.height} image in "
+                          f"tiles of {h.tile_size} has {expected}")
+    if len(index) != _TILE_COUNT.size + count * _TILE_ENTRY.size:
+        raise FormatError(f"tile index is {len(index)} bytes, {count} tiles need "
+                          f"{_TILE_COUNT.size + count * _TILE_ENTRY.size}")
+    payloads = []
+    for kind in _TILED_KINDS:
+        p = f.sections.get(kind)
+        if p is None:
+            raise FormatError(f"tiled file lacks its {kind.name} section")
+        payloads.append(memoryview(p))
+    lengths = list(_TILE_ENTRY.iter_unpack(memoryview(index)[_TILE_COUNT.size:]))
+    for i, kind in enumerate(_TILED_KINDS):
+        total = sum(entry[i] for entry in lengths)
+        if total != len(payloads[i]):
+            raise FormatError(f"tile index: the tiles' {kind.name} streams add up to {total} "
+                              f"bytes, the section has {len(payloads[i])}")
+    out: list[TileStreams] = []
+    pos = [0, 0, 0]
+    for entry in lengths:
+        parts = []
+        for i in range(3):
+            parts.append(bytes(payloads[i][pos[i]: pos[i] + entry[i]]))
+            pos[i] += entry[i]
+        out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
 def describe(f: ApxFile, data_len: int) -> list[tuple[str, str]]:
     """(label, value) rows for ``adapix info``; ``data_len`` is the file size in bytes."""
     h = f.header
@@ -295,6 +383,9 @@ def describe(f: ApxFile, data_len: int) -> list[tuple[str, str]]:
         ("profile", h.profile),
         ("flags", ", ".join(on) or "none"),
         ("tile size", f"{h.tile_size} px" if h.tiled else "not tiled"),
+        *([("tiles", f"{-(-h.width // h.tile_size)} x {-(-h.height // h.tile_size)} = "
+                     f"{tile_count(h)} (columns x rows), coded independently")]
+          if h.tiled and h.tile_size else []),
         ("model id", h.model_id),
         ("weights hash", h.weights_hash.hex()),
     ]

@@ -18,9 +18,12 @@ naming the file (:class:`adapix.errors.FormatError` for a bad alpha stream).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
+import threading
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +31,8 @@ import torch
 from PIL import Image, ImageOps
 
 from adapix.errors import FormatError, InputError
+
+_PILLOW_LIMIT_LOCK = threading.RLock()
 
 __all__ = [
     "RasterImage",
@@ -160,6 +165,24 @@ def _has_transparency(im: Image.Image) -> bool:
 # loading
 
 
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int | None):
+    """Pillow's decompression-bomb limit follows ``max_pixels`` (Pillow warns above it and refuses
+    above twice it; our own check refuses above it), so --max-pixels is the one knob."""
+    if max_pixels is None:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            with warnings.catch_warnings():  # above max_pixels our own check refuses clearly
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
 def load_image(src, *, max_pixels: int | None = None) -> RasterImage:
     """Read an image from a path, encoded bytes or a Pillow image into a :class:`RasterImage`.
 
@@ -191,7 +214,7 @@ def load_image(src, *, max_pixels: int | None = None) -> RasterImage:
         except OSError as e:
             raise InputError(f"{name}: cannot open: {e.strerror or _one_line(e)}") from None
 
-    with fp:
+    with fp, _pillow_limit(max_pixels):
         try:
             im = Image.open(fp)
         except Image.DecompressionBombError as e:

@@ -42,7 +42,8 @@ pandas, requests) are replaced by stub modules while compressai is imported: see
 Modules: :mod:`.results` (constants, config and result records, size arguments), :mod:`.pictures`,
 :mod:`.timing` (timing helpers, Adapix and synthesis-only rows), :mod:`.mbt` (CompressAI mbt2018 and
 its import stubs), :mod:`.memory` (peak memory in a subprocess), :mod:`.report` (ratios, table,
-JSON, environment), :mod:`.driver` (:func:`run_bench`).
+JSON, environment), :mod:`.driver` (:func:`run_bench`), :mod:`.large` (``adapix bench --large``:
+peak memory and time against image size, file to file, tiled or not; :func:`run_large`).
 """
 
 from __future__ import annotations

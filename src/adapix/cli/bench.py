@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import ArgError, RaisingParser, positive_int
+
 PROG = "adapix bench"
 
 DESCRIPTION = """\
@@ -31,6 +33,8 @@ examples:
   adapix bench --sizes 256x256 --runs 2         # a quick look
   adapix bench --profiles all --sizes 768x512   # every encoder profile (slow)
   adapix bench --image data/kodak/kodim23.png --markdown results/bench.md
+  adapix bench --large --threads 1 --image photo.jpg --sizes 2048x2048,10000x10000
+                                                # peak memory against size (tiled coding)
 
 mbt2018 needs CompressAI, installed WITHOUT its dependencies (they include torchvision and
 torch-geometric, which would pull another torch build), plus its small import-time needs:
@@ -45,25 +49,6 @@ Only the fast profile is measured by default: profiles that optimise the latents
 1920x1080); add them with --profiles all (or a list), and bound them with --time-budget.
 Run it on an otherwise idle machine: other load distorts every time.
 exit status: 0 success, 1 a measurement failed or the model could not be loaded, 2 bad arguments."""
-
-
-class _ArgError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        raise _ArgError(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _sizes(text: str):
@@ -95,17 +80,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _tile_sizes(text: str) -> tuple[int | None, ...]:
+    from adapix.errors import AdapixError
+    from adapix.tiling import check_tile_size
+
+    out: list[int | None] = []
+    for item in (t.strip().lower() for t in text.split(",") if t.strip()):
+        if item == "auto":
+            out.append(None)
+            continue
+        try:
+            value = int(item)
+            out.append(0 if value == 0 else check_tile_size(value))
+        except (ValueError, AdapixError) as exc:
+            raise argparse.ArgumentTypeError(f"bad tile size {item!r}: {exc}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("no tile setting given (e.g. auto,0,1024)")
+    return tuple(dict.fromkeys(out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from adapix.bench import DEFAULT_MBT_QUALITY, DEFAULT_RUNS, DEFAULT_THREADS
 
-    p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+    p = RaisingParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=_sizes, default=None, metavar="WxH,...",
                    help="image sizes (default: 768x512,1920x1080)")
-    p.add_argument("--runs", type=_positive_int, default=DEFAULT_RUNS, metavar="N",
+    p.add_argument("--runs", type=positive_int, default=DEFAULT_RUNS, metavar="N",
                    help=f"timed runs per measurement, median reported (default {DEFAULT_RUNS}; "
                         "one more warm-up run is not counted)")
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
                    help=f"torch.set_num_threads (default {DEFAULT_THREADS})")
     p.add_argument("--profiles", default="fast", metavar="LIST",
                    help="comma-separated encoder profiles, or 'all' (default: fast)")
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mbt-quality", type=int, default=DEFAULT_MBT_QUALITY, choices=range(1, 9),
                    metavar="Q", help=f"mbt2018 zoo quality 1..8 (default {DEFAULT_MBT_QUALITY}: "
                                      "N=192, M=320)")
-    p.add_argument("--mbt-runs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--mbt-runs", type=positive_int, default=None, metavar="N",
                    help="timed runs of mbt2018 (default: --runs); its serial decoder takes "
                         "minutes per run at 1920x1080")
     p.add_argument("--no-memory", action="store_true",
@@ -129,8 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-complexity", action="store_true", help="skip the kMAC/pixel count")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic picture and of "
                                                         "mbt2018's random weights (default 0)")
-    p.add_argument("--out", default="results/bench.json", metavar="FILE",
-                   help="JSON output (default results/bench.json; '-' or 'none': no file)")
+    large = p.add_argument_group(
+        "large images (--large)",
+        "instead of the speed table: peak memory and time of encoding (PNG -> .apx) and decoding "
+        "(.apx -> PNG) against image size, each in a fresh process, one run per configuration; "
+        "uses --sizes (default 1024x1024,2048x2048,4096x4096), --threads, --image (mirror-tiled "
+        "to each size), --quality, --model and the first of --profiles")
+    large.add_argument("--large", action="store_true", help="run the large-image benchmark")
+    large.add_argument("--tile-sizes", type=_tile_sizes, default=(None,), metavar="LIST",
+                       help="tile settings to compare: 'auto', 0 (never tile) or a tile size "
+                            "(default: auto)")
+    large.add_argument("--workdir", default=None, metavar="DIR",
+                       help="where the pictures and coded files go (default: a new temporary "
+                            "directory)")
+    large.add_argument("--keep", action="store_true", help="keep the pictures and coded files")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="JSON output (default results/bench.json, with --large "
+                        "results/bench-large.json; '-' or 'none': no file)")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -144,7 +163,7 @@ def _error(message: str, status: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-    except _ArgError as exc:
+    except ArgError as exc:
         return _error(str(exc), 2)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
@@ -163,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--model: no such file: {args.model}", 2)
     if args.image is not None and not Path(args.image).is_file():
         return _error(f"--image: no such file: {args.image}", 2)
+    if args.large:
+        return _main_large(args, profiles[0] if profiles else "fast")
+    if args.out is None:
+        args.out = "results/bench.json"
     cfg = BenchConfig(sizes=args.sizes or DEFAULT_SIZES, runs=args.runs, threads=args.threads,
                       profiles=profiles, model=args.model, image=args.image,
                       quality=args.quality, time_budget=args.time_budget, mbt=not args.no_mbt,
@@ -197,6 +220,47 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _error(f"cannot write output: {exc.strerror or exc}", 1)
     return 0 if report.results and not _failures(report.skipped) else 1
+
+
+def _main_large(args, profile: str) -> int:
+    """``adapix bench --large``: see :mod:`adapix.bench.large`."""
+    from tqdm import tqdm
+
+    from adapix.bench.large import (DEFAULT_LARGE_SIZES, format_large_table,
+                                    large_report_to_json, run_large)
+    from adapix.errors import AdapixError
+
+    try:
+        report = run_large(args.sizes or DEFAULT_LARGE_SIZES, args.tile_sizes,
+                           threads=args.threads, model=args.model, image=args.image,
+                           quality=args.quality, profile=profile, workdir=args.workdir,
+                           seed=args.seed, keep=args.keep,
+                           log=None if args.no_progress else
+                           (lambda m: tqdm.write(f"{PROG}: {m}", file=sys.stderr)))
+    except AdapixError as exc:
+        return _error(str(exc), 1)
+    env = report.environment
+    header = (f"Adapix bench --large: model {env.get('model_id', '?')}, profile {profile}, "
+              f"quality {args.quality:g}, torch {env.get('torch')}, {args.threads} threads, "
+              f"{env.get('cpu', '?')} ({env.get('cpu_count', '?')} cores), "
+              f"load average at start {env.get('loadavg_at_start', '?')}")
+    table = format_large_table(report.results, report.skipped)
+    print(header + "\n\n" + table, end="")
+    out = args.out if args.out is not None else "results/bench-large.json"
+    try:
+        if out.lower() not in ("-", "none"):
+            path = Path(out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(large_report_to_json(report) + "\n", encoding="utf-8")
+            print(f"wrote {path}")
+        if args.markdown:
+            md = Path(args.markdown)
+            md.parent.mkdir(parents=True, exist_ok=True)
+            md.write_text(header + "\n\n" + table, encoding="utf-8")
+            print(f"wrote {md}")
+    except OSError as exc:
+        return _error(f"cannot write output: {exc.strerror or exc}", 1)
+    return 0 if report.results and not report.skipped else 1
 
 
 def _failures(skipped: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..codec import DEFAULT_QUALITY, Codec
 from ..container import DEFAULT_MAX_PIXELS
 from ..errors import AdapixError
 from ..profiles import PROFILES
+from ..tiling import AUTO_TILE_PIXELS, DEFAULT_TILE_SIZE, TILE_MULTIPLE, check_tile_size
 from .common import Parser, expand_inputs, fail, output_path, same_file, write_atomic
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm",
@@ -21,7 +23,24 @@ DESCRIPTION = """Compress images into .apx files with the Adapix learned codec.
 Quality runs from 0 (smallest files) to 100 (best images); it moves the rate-distortion
 trade-off lambda log-linearly between the model's anchors (lambda 0.0018 at 0 to 0.16 at 100
 for the shipped model). Directories are expanded to the images they contain. Outputs go next
-to each input as NAME.apx unless -o names a file (one input) or a directory (several)."""
+to each input as NAME.apx unless -o names a file (one input) or a directory (several).
+Images above 4 MP are coded as independent tiles of 1024x1024 pixels so that memory stays
+bounded (--tile-size sets the size, 0 turns tiling off); the decoder needs no option."""
+
+
+def _tile_size(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value == 0:
+        return 0
+    try:
+        return check_tile_size(value)
+    except AdapixError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> Parser:
@@ -41,6 +60,10 @@ def build_parser() -> Parser:
     target.add_argument("--target-psnr", type=float, metavar="DB",
                         help="search the quality for the smallest file with PSNR >= DB "
                              "(overrides -q; tolerance: 0.25 quality steps)")
+    p.add_argument("--tile-size", type=_tile_size, default=None, metavar="PX",
+                   help=f"code the image as independent tiles of PX x PX pixels (a multiple of "
+                        f"{TILE_MULTIPLE}) to bound memory; 0: never tile (default: tiles of "
+                        f"{DEFAULT_TILE_SIZE} above {AUTO_TILE_PIXELS / 2**20:g} MP)")
     p.add_argument("--model", default=None, help="weights file (default: the shipped model)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})")
@@ -55,7 +78,8 @@ def _encode_to_target(codec: Codec, src: Path, args):
     img = load_image(str(src), max_pixels=args.max_pixels)
 
     def encode_at(q: float):
-        r = codec.encode_ex(img, quality=q, profile=args.profile, time_budget=args.time_budget)
+        r = codec.encode_ex(img, quality=q, profile=args.profile, time_budget=args.time_budget,
+                            tile_size=args.tile_size)
         return r.bpp, r.psnr, r
 
     tr = encode_to_target(encode_at, target_bpp=args.target_bpp, target_psnr=args.target_psnr)
@@ -89,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 res = _encode_to_target(codec, src, args)
             else:
                 res = codec.encode_ex(str(src), quality=args.quality, profile=args.profile,
-                                      time_budget=args.time_budget)
+                                      time_budget=args.time_budget, tile_size=args.tile_size)
             write_atomic(dst, res.data)
         except AdapixError as exc:
             failures += 1
@@ -104,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             tqdm.write(f"{src} -> {dst}: {res.width}x{res.height}, {len(res.data)} bytes, "
                        f"{res.bpp:.4f} bpp, PSNR {res.psnr:.2f} dB, {res.seconds:.2f} s "
-                       f"(quality {res.quality:g}, profile {res.profile})")
+                       f"(quality {res.quality:g}, profile {res.profile}"
+                       + (f", tiles of {res.tile_size} px)" if res.tile_size else ")"))
     if many and not args.quiet:
         print(f"encoded {len(inputs) - failures} of {len(inputs)} images"
               + (f", {failures} failed" if failures else ""))

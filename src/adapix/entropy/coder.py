@@ -36,6 +36,8 @@ def _guard(fn, what: str):
         return fn()
     except (KeyboardInterrupt, SystemExit):
         raise
+    except FormatError as exc:
+        raise FormatError(f"corrupted {what} section: {exc}") from None
     except BaseException as exc:  # pyo3 panics derive from BaseException
         raise FormatError(f"corrupted {what} section ({type(exc).__name__})") from None
 
