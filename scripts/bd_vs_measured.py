@@ -1,0 +1,34 @@
+"""BD-rate and BD-PSNR of one codec against measured codecs, from `adapix eval` JSON files.
+
+    python scripts/bd_vs_measured.py results/kodak adapix webp jpeg2000 heic444 heic vvc avif444
+
+Akima interpolation over the overlap only (adapix.eval.bdrate); prints one line per anchor.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from adapix.eval.bdrate import bd_psnr, bd_rate
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    folder, test, anchors = Path(argv[0]), argv[1], argv[2:]
+    load = lambda name: json.loads((folder / f"{name}.json").read_text())["results"]  # noqa: E731
+    t = load(test)
+    print(f"{test}: bpp " + " ".join(f"{v:.3f}" for v in t["bpp"]))
+    print(f"{test}: PSNR " + " ".join(f"{v:.2f}" for v in t["psnr-rgb"]))
+    for name in anchors:
+        a = load(name)
+        r = bd_rate(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
+        p = bd_psnr(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
+        print(f"vs {name}: BD-rate {r.value:+.1f}% (overlap {r.overlap:.0%}), "
+              f"BD-PSNR {p.value:+.2f} dB (overlap {p.overlap:.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
