@@ -208,18 +208,27 @@ def main(argv: list[str] | None = None) -> int:
               f"load average at start {env.get('loadavg_at_start', '?')}")
     table = format_table(report.results, report.skipped)
     print(header + "\n\n" + table, end="")
+    failed = _write_outputs(args.out, lambda out: write_json(report, out), args.markdown,
+                            header + "\n\n" + table)
+    if failed is not None:
+        return failed
+    return 0 if report.results and not _failures(report.skipped) else 1
+
+
+def _write_outputs(out: str | None, write_json_to, markdown: str | None, text: str) -> int | None:
+    """Writes the JSON (unless ``out`` is empty, "-" or "none") and the markdown table; returns
+    an exit status on failure, None on success."""
     try:
-        if args.out and args.out.lower() not in ("-", "none"):
-            path = write_json(report, args.out)
-            print(f"wrote {path}")
-        if args.markdown:
-            md = Path(args.markdown)
+        if out and out.lower() not in ("-", "none"):
+            print(f"wrote {write_json_to(out)}")
+        if markdown:
+            md = Path(markdown)
             md.parent.mkdir(parents=True, exist_ok=True)
-            md.write_text(header + "\n\n" + table, encoding="utf-8")
+            md.write_text(text, encoding="utf-8")
             print(f"wrote {md}")
     except OSError as exc:
         return _error(f"cannot write output: {exc.strerror or exc}", 1)
-    return 0 if report.results and not _failures(report.skipped) else 1
+    return None
 
 
 def _main_large(args, profile: str) -> int:
@@ -246,20 +255,16 @@ def _main_large(args, profile: str) -> int:
               f"load average at start {env.get('loadavg_at_start', '?')}")
     table = format_large_table(report.results, report.skipped)
     print(header + "\n\n" + table, end="")
+    def write_json_to(out: str) -> Path:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(large_report_to_json(report) + "\n", encoding="utf-8")
+        return path
+
     out = args.out if args.out is not None else "results/bench-large.json"
-    try:
-        if out.lower() not in ("-", "none"):
-            path = Path(out)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(large_report_to_json(report) + "\n", encoding="utf-8")
-            print(f"wrote {path}")
-        if args.markdown:
-            md = Path(args.markdown)
-            md.parent.mkdir(parents=True, exist_ok=True)
-            md.write_text(header + "\n\n" + table, encoding="utf-8")
-            print(f"wrote {md}")
-    except OSError as exc:
-        return _error(f"cannot write output: {exc.strerror or exc}", 1)
+    failed = _write_outputs(out, write_json_to, args.markdown, header + "\n\n" + table)
+    if failed is not None:
+        return failed
     return 0 if report.results and not report.skipped else 1
 
 
