@@ -35,8 +35,9 @@ def test_profiles_exist_and_are_data():
         assert name in container.PROFILES.values()  # the header can name it
     assert not PROFILES["fast"].preset.optimizes and not PROFILES["fast"].postfilter
     bal, best = PROFILES["balanced"].preset, PROFILES["best"].preset
-    assert bal.phases and not bal.greedy.enabled
+    assert bal.phases and bal.greedy.enabled and not bal.postfilter
     assert best.greedy.enabled and best.postfilter and PROFILES["best"].postfilter
+    assert "s" in best.phases[0].optimize  # continuous mode decision: the model stream moves
     assert sum(p.iters for p in best.phases) > sum(p.iters for p in bal.phases)
 
 
@@ -82,3 +83,49 @@ def test_codec_encodes_with_profiles_and_any_decoder_decodes(tiny_codec, raster)
     # time budget 0: the optimising profile codes exactly what fast codes (only the header differs)
     a, b = container.unpack(fast.data), container.unpack(zero.data)
     assert a.sections == b.sections
+
+
+def test_profiles_default_time_budgets_are_their_targets():
+    assert PROFILES["balanced"].time_budget == 30.0 and PROFILES["best"].time_budget == 120.0
+    assert PROFILES["fast"].time_budget is None
+    bal = PROFILES["balanced"]
+    assert bal.default_budget((512, 768)) == 30.0
+    assert bal.default_budget((48, 60)) == 30.0          # small images get the whole budget
+    assert bal.default_budget((1024, 1536)) == 120.0     # 4x the pixels of 768x512, 4x the time
+    assert PROFILES["fast"].default_budget((512, 768)) is None
+
+
+def test_default_budget_applies_unless_overridden(tiny_codec, raster, monkeypatch):
+    import math
+
+    import adapix.profiles as profiles_mod
+
+    budgets = []
+    real = profiles_mod.optimize_latents
+
+    def spy(*args, **kwargs):
+        budgets.append(kwargs["time_budget"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profiles_mod, "optimize_latents", spy)
+    model = tiny_codec.model
+    xp, hw = pad_to_multiple(to_tensor(raster), model.cfg.pad_multiple)
+    t = quality_to_position(model.cfg, 50.0)
+    prof = Profile("balanced", "test", PROFILES["balanced"].preset, time_budget=0.0)
+    res = prof.run(model, xp, hw, t, False)  # the default budget (0 s): what fast codes
+    ref = model.compress(xp, t)
+    assert res.streams == ref.streams and torch.equal(res.x_hat, ref.x_hat)
+    prof.run(model, xp, hw, t, False, time_budget=0.5)
+    prof.run(model, xp, hw, t, False, time_budget=math.inf)
+    assert budgets == [0.0, 0.5, math.inf]
+    assert PROFILES["best"].default_budget(hw) == 120.0
+
+
+def test_profile_presets_stay_within_their_iteration_budget():
+    """The shipped presets are sized for their targets (docs/ablations.md): keep them cheap."""
+    bal, best = PROFILES["balanced"].preset, PROFILES["best"].preset
+    assert sum(p.iters for p in bal.phases) <= 80
+    assert sum(p.iters for p in best.phases) <= 320
+    for preset in (bal, best):
+        evals = sum(-(-p.iters // p.eval_every) for p in preset.phases)
+        assert evals <= 4 * len(preset.phases)  # true-cost evaluations are expensive

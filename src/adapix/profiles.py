@@ -8,12 +8,12 @@ depends on the profile (only the post-filter flag, stored in the file, adds a sm
 the decoder).
 
 * ``fast``: no online optimisation; encoding costs about one decode.
-* ``balanced``: latent overfitting (Campos et al. 2019): one short Adam phase (80 iterations)
-  on the latents y, z and the model stream s with straight-through rounding; costs roughly
-  200 decodes' worth of compute (a forward and backward pass per iteration).
-* ``best``: a longer phase (250 iterations), then the greedy search over rounding decisions
-  (at most 48 extra codings), with the post-filter (used when the weights have a trained
-  post-filter); roughly 700 decodes' worth.
+* ``balanced``: latent overfitting (Campos et al. 2019): a short Adam phase (40 iterations) on
+  the latents y and the model stream s with additive-noise rounding, then the greedy search over
+  rounding decisions; 30 s default budget for a 768x512 image.
+* ``best``: a longer phase (160 iterations) on y, z and s (continuous mode decision: s generates
+  decoder weights), two passes of the greedy search, and the post-filter (used when the weights
+  have a trained post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
 255^2 * MSE of the 8-bit reconstruction), so it is never worse than ``fast`` at the same
@@ -22,7 +22,7 @@ quality, and it stops gracefully at ``time_budget`` seconds. See :mod:`adapix.op
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -32,26 +32,48 @@ from .optimize import GreedySearch, Phase, Preset, optimize_latents
 
 FAST = Preset()
 
-# Learning rates and iteration counts were chosen on a 256x256 crop of a training image
-# (sun_hays80), never on the evaluation set; with only tens of iterations a fairly large Adam
-# step (in quantisation steps of y) is needed, and straight-through rounding beat SGA and
-# additive noise at these short budgets. Re-check them when the shipped model changes.
+# Chosen with scripts/tune_profiles.py on 768x512 and 384x256 crops of training photos
+# (../shared/data/train/sun_hays80), never on the evaluation set; with the 16 500-step model,
+# additive noise beat straight-through rounding and SGA for the gradient phase at these short
+# budgets, moving y and s (the model stream) beat moving y alone, and the greedy search with the
+# coding maps recomputed after every changed MSP step ("fresh") gave most of the gain.
+# Re-check them when the shipped model changes.
+_GREEDY = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=8, verify_every=4,
+                       fresh_maps=True)
+
 BALANCED = Preset(
-    phases=(Phase("lof", iters=80, lr=0.05, rate_mode="ste", lr_final=0.1, eval_every=20),),
+    phases=(Phase("lof", iters=40, lr=0.08, rate_mode="noise", optimize=("y", "s"),
+                  lr_final=0.1, eval_every=40),),
+    greedy=_GREEDY,
 )
 
 BEST = Preset(
-    phases=(Phase("lof", iters=250, lr=0.05, rate_mode="ste", lr_final=0.05, eval_every=25),),
-    greedy=GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48),
+    phases=(Phase("lof", iters=160, lr=0.08, rate_mode="noise", optimize=("y", "z", "s"),
+                  lr_final=0.05, eval_every=80),),
+    greedy=replace(_GREEDY, passes=2),
     postfilter=True,
 )
 
 
+REFERENCE_PIXELS = 768 * 512  # the image size the profiles' time targets are stated for
+
+
 @dataclass(frozen=True)
 class Profile:
+    """``time_budget``: the default budget in seconds for a 768x512 image (None: unbounded);
+    larger images (or tiles) get it in proportion to their pixel count, smaller ones get it
+    whole. An explicit budget passed to :meth:`run` replaces it (``math.inf``: no budget)."""
+
     name: str
     description: str
     preset: Preset = field(default_factory=Preset)
+    time_budget: float | None = None
+
+    def default_budget(self, hw: tuple[int, int]) -> float | None:
+        """The default time budget for an image of original size hw = (H, W)."""
+        if self.time_budget is None:
+            return None
+        return self.time_budget * max(1.0, int(hw[0]) * int(hw[1]) / REFERENCE_PIXELS)
 
     @property
     def postfilter(self) -> bool:
@@ -63,23 +85,27 @@ class Profile:
         """Codes x (1,3,Hp,Wp) padded, original size hw, at quality position t.
 
         ``postfilter`` is the effective flag (the one written to the header). ``time_budget``
-        (seconds, None = the preset's full effort) bounds the encoder-side optimisation.
+        (seconds) bounds the encoder-side optimisation; None = the profile's default
+        (:meth:`default_budget`), ``math.inf`` = the preset's full effort whatever it takes.
         """
         if not self.preset.optimizes:
             return model.compress(x, t, postfilter=postfilter)
-        return optimize_latents(model, x, hw, t, self.preset, time_budget=time_budget,
+        budget = self.default_budget(hw) if time_budget is None else time_budget
+        return optimize_latents(model, x, hw, t, self.preset, time_budget=budget,
                                 postfilter=postfilter)
 
 
 PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", "no online optimisation: encoding is about as fast as decoding", FAST),
-    "balanced": Profile("balanced", "short per-image latent optimisation (80 gradient steps): a "
+    "balanced": Profile("balanced", "short per-image latent optimisation (40 gradient steps + greedy "
+                        "rounding search, 30 s per 768x512 image): a "
                         "better size/quality trade-off, much slower encoding",
-                        BALANCED),
-    "best": Profile("best", "long per-image optimisation (250 gradient steps, greedy rounding "
-                    "search, post-filter): the best size/quality trade-off, the slowest "
+                        BALANCED, time_budget=30.0),
+    "best": Profile("best", "long per-image optimisation (160 gradient steps on latents and model "
+                    "stream, two greedy rounding passes, post-filter, 120 s per 768x512 "
+                    "image): the best size/quality trade-off, the slowest "
                     "encoding",
-                    BEST),
+                    BEST, time_budget=120.0),
 }
 
 

@@ -24,6 +24,7 @@ def test_help(capsys):
     ["--workers", "0", "."],
     ["--limit", "x", "."],
     ["/definitely/not/here"],
+    ["--adapix-qualities", "50", "."],
 ])
 def test_bad_arguments(argv, capsys):
     assert main(argv) == 2

@@ -172,3 +172,15 @@ def test_adapix_codec_reports_reason_or_works(tmp_path, image64):
     out = codec.decode(data)
     assert out.shape == image64.shape and out.dtype == np.uint8
     assert math.isfinite(psnr(image64, out))
+
+
+def test_adapix_qualities_come_from_the_environment(monkeypatch):
+    """--adapix-qualities sets the env var (so worker processes see it); bad lists are refused."""
+    monkeypatch.delenv(C.QUALITIES_ENV, raising=False)
+    assert C.AdapixCodec("balanced").params() == [5, 15, 25, 35, 50, 65, 80, 95]
+    monkeypatch.setenv(C.QUALITIES_ENV, "65,15, 35,95,15")
+    assert C.AdapixCodec("balanced").params() == [15, 35, 65, 95]
+    assert C.parse_qualities("12.5,40") == [12.5, 40]
+    for bad in ("", "50", "a,b", "10,101", "-1,5"):
+        with pytest.raises(ValueError):
+            C.parse_qualities(bad)

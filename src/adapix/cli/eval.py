@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N images (sorted by file name)")
     p.add_argument("--adapix-weights", default=None, metavar="FILE",
                    help="weights file for the adapix codecs (default: the shipped model)")
+    p.add_argument("--adapix-qualities", default=None, metavar="LIST",
+                   help="qualities of the adapix codecs, e.g. 15,35,65,95 (default: "
+                        "5,15,25,35,50,65,80,95); fewer points for the slow profiles")
     p.add_argument("--list", action="store_true", help="list the codecs, their availability and parameters, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -125,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
             from adapix.eval.codecs import WEIGHTS_ENV
 
             os.environ[WEIGHTS_ENV] = str(Path(args.adapix_weights).resolve())
+        if args.adapix_qualities is not None:
+            import os
+
+            from adapix.eval.codecs import QUALITIES_ENV, parse_qualities
+
+            try:
+                parse_qualities(args.adapix_qualities)
+            except ValueError as exc:
+                raise ArgError(f"--adapix-qualities: {exc}") from None
+            os.environ[QUALITIES_ENV] = args.adapix_qualities
         if args.list:
             _list_codecs(_reference_dir(args.reference, images_dir))
             return 0

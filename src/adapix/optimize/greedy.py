@@ -9,7 +9,7 @@ from ..entropy.gaussian import gaussian_likelihood
 from ..entropy.msp import Step
 from ..model import AdapixModel, Latents
 from .cost import _crop, _lam
-from .presets import GreedySearch
+from .presets import RANDOM_SEED, GreedySearch
 from .run import _Run, _State
 
 
@@ -65,14 +65,57 @@ def _coding_maps(model: AdapixModel, lat: Latents) -> tuple[torch.Tensor, ...]:
     return mu_map, std_map, y_hat, s_hat.squeeze(-1)
 
 
-def _distortion_grad(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
-    """d(lambda * 255^2 * MSE) / d y_hat, (1, M, h, w)."""
+def _distortion_grad(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
+                     precision: str = "fp32") -> torch.Tensor:
+    """d(lambda * 255^2 * MSE) / d y_hat, (1, M, h, w) (synthesis of the given precision)."""
     leaf = y_hat.detach().float().clone().requires_grad_(True)
+    synth = run.synthesis(precision)
     with torch.enable_grad():
-        x_hat = run.model.synthesize(leaf, s_hat, torch.tensor([run.t]), run.postfilter)
+        x_hat = synth(leaf, s_hat.float())
         mse = ((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean()
         (grad,) = torch.autograd.grad(_lam(run.model, run.t) * 255.0 ** 2 * mse, leaf)
     return grad
+
+
+def _distortion_curvature(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
+                          precision: str = "fp32", samples: int = 2) -> torch.Tensor:
+    """Per-channel diagonal of the Gauss-Newton Hessian of lambda * 255^2 * MSE with respect to
+    y_hat, (1, M, 1, 1): 2 lambda 255^2 / P * diag(J^T J), J = d x_hat / d y_hat over the P
+    values of the cropped image. diag(J^T J) = E[(J^T v)^2] for Rademacher v (Hutchinson), from
+    ``samples`` backward passes, averaged over the positions of each channel."""
+    leaf = y_hat.detach().float().clone().requires_grad_(True)
+    gen = torch.Generator().manual_seed(RANDOM_SEED)
+    with torch.enable_grad():
+        x_hat = _crop(run.synthesis(precision)(leaf, s_hat.float()), run.hw)
+        acc = torch.zeros_like(leaf)
+        for k in range(samples):
+            v = torch.randint(0, 2, x_hat.shape, generator=gen).to(x_hat.dtype) * 2 - 1
+            (g,) = torch.autograd.grad(x_hat, leaf, v, retain_graph=k < samples - 1)
+            acc += g.float() ** 2
+    diag = (acc / samples).mean(dim=(2, 3), keepdim=True)
+    return 2.0 * _lam(run.model, run.t) * 255.0 ** 2 / x_hat.numel() * diag.double()
+
+
+@torch.no_grad()
+def _screen_cost(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.Tensor,
+                 precision: str, rate: str = "float") -> float:
+    """A cheap stand-in for the true cost, for the decisions inside the greedy search.
+
+    Rate: ``"exact"``, the ideal code length of y under the coding model (fixed point, snapped,
+    as coded, without the ANS); ``"float"``, that of the float32 MSP model (the proxy's STE rate;
+    ~5x faster, the same up to the snapping). Distortion: lambda * 255^2 * MSE of the
+    ``precision`` proxy synthesis, clamped to [0, 1]. z and s do not change during the search,
+    so their bits are left out."""
+    model = run.model
+    if rate == "exact":
+        y_hat, bits = model.msp.code(feats, y, _RecordingCoder(), model.snap, model.fixed_nets())
+    else:
+        y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
+        bits = float(bits_t.sum())
+    x_hat = run.synthesis(precision)(y_hat.float(), s_hat.float())
+    mse = float(((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean())
+    pixels = int(run.hw[0]) * int(run.hw[1])
+    return bits / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
 
 
 def _element_bits(q: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -80,12 +123,139 @@ def _element_bits(q: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return -torch.log2(lik)
 
 
-def _greedy(run: _Run, gs: GreedySearch) -> None:
-    """Greedy flips of rounding decisions of y, step by step in MSP order (see GreedySearch)."""
+def _candidates(run: _Run, gs: GreedySearch, step, y: torch.Tensor, mu_map, std_map,
+                grad, curv: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Elements of ``step`` worth flipping, best predicted gain first, and the flipped values
+    (flat over the step's view); None when there is none.
+
+    Predicted gain of moving an element by d = +-1: exact change of its own code length under
+    its Gaussian (contexts ignored) + g d (distortion gradient) + curv d^2 / 2 (the per-channel
+    curvature of the distortion, when given: a flip always costs some distortion)."""
     model = run.model
     S, mg = model.cfg.scales, model.cfg.M // model.cfg.groups
     m = model.cfg.symbol_max
     pixels = int(run.hw[0]) * int(run.hw[1])
+    r = _step_view(y.double(), step, S, mg) - _step_view(mu_map, step, S, mg)
+    q = torch.round(r).clamp(-m, m - 1)
+    frac = r - q
+    std = _step_view(std_map, step, S, mg)
+    g = _step_view(grad, step, S, mg)
+    c = None if curv is None else curv[:, step.group * mg:(step.group + 1) * mg]
+
+    def predicted(q_new):
+        d = q_new - q
+        gain = g * d + (_element_bits(q_new, std) - _element_bits(q, std)) / pixels
+        return gain if c is None else gain + 0.5 * c * d ** 2
+
+    if gs.both_directions:  # q + 1 or q - 1, whichever is predicted to pay more
+        up, down = (q + 1).clamp(-m, m - 1), (q - 1).clamp(-m, m - 1)
+        g_up, g_down = predicted(up), predicted(down)
+        q_new = torch.where(g_up <= g_down, up, down)
+        gain = torch.minimum(g_up, g_down).flatten()
+        n_cand = max(1, int(gs.fraction * gain.numel()))
+        order = torch.argsort(gain)[:n_cand]
+        keep = (gain[order] < 0) & (q_new.flatten()[order] != q.flatten()[order])
+    else:  # the other of the two integers around y - mu, nearest the boundary first
+        q_new = (q + torch.where(frac >= 0, 1.0, -1.0)).clamp(-m, m - 1)
+        gain = predicted(q_new)
+        flat_dist = (0.5 - frac.abs()).flatten()
+        n_cand = max(1, int(gs.fraction * flat_dist.numel()))
+        order = torch.argsort(flat_dist)[:n_cand]
+        keep = (flat_dist[order] <= gs.threshold) & (gain.flatten()[order] < 0) & (
+            q_new.flatten()[order] != q.flatten()[order])
+    cand = order[keep]
+    if cand.numel() == 0:
+        return None
+    cand = cand[torch.argsort(gain.flatten()[cand])]
+    target = (_step_view(mu_map, step, S, mg) + q_new).flatten()
+    return cand, target
+
+
+def _flipped(y: torch.Tensor, step, scales: int, mg: int, idx: torch.Tensor,
+             target: torch.Tensor) -> torch.Tensor:
+    """A copy of y with the elements ``idx`` (flat over the step's view) set to ``target``."""
+    y_try = y.float().clone()
+    view = _step_view(y_try, step, scales, mg)
+    flat = view.flatten().clone()
+    flat[idx] = target[idx].to(flat.dtype)
+    view.copy_(flat.view_as(view))
+    return y_try.to(y.dtype)
+
+
+def _greedy(run: _Run, gs: GreedySearch) -> None:
+    """Greedy flips of rounding decisions of y, step by step in MSP order (see GreedySearch)."""
+    if gs.screen:
+        _greedy_screened(run, gs)
+    else:
+        _greedy_true(run, gs)
+
+
+def _greedy_screened(run: _Run, gs: GreedySearch) -> None:
+    """The greedy search with cheap decisions: chunks are kept when the screening cost
+    (:func:`_screen_cost`) drops; the true cost is measured after every ``gs.verify_every`` MSP
+    steps that changed something, and those steps' flips are dropped unless it dropped too.
+    The coding maps (snapped means, scales) and the distortion gradient that choose the
+    candidates are recomputed after each verification (``gs.fresh_maps``: after every step that
+    changed); in between, the means of later steps move by far less than a quantisation step."""
+    model = run.model
+    S, mg = model.cfg.scales, model.cfg.M // model.cfg.groups
+    evals = 0
+    base = run.best  # the state the search builds on: z, s and the verified y
+    with torch.no_grad():
+        _, z_hat = model.z_prior.compress(base.lat.z)
+        feats = model.hyper_features(z_hat)  # z does not change during the search
+    y_state = y_verified = base.lat.y
+    maps_of = None  # the y the coding maps, the gradient and the screening cost belong to
+    curv = None
+    pending = pending_kept = pending_flips = 0
+    steps = model.msp.steps() * max(1, gs.passes)
+    for k, step in enumerate(steps):
+        if evals >= gs.max_evals or run.out_of_time(reserve=(1 + bool(pending)) * run.eval_seconds):
+            break
+        if maps_of is None or (maps_of is not y_state and (gs.fresh_maps or not pending)):
+            lat = Latents(y=y_state, z=base.lat.z, s=base.lat.s)
+            mu_map, std_map, y_hat, s_hat = _coding_maps(model, lat)
+            grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
+            if gs.curvature and curv is None:
+                curv = _distortion_curvature(run, y_hat, s_hat, gs.precision)
+            cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision, gs.screen_rate)
+            maps_of = y_state
+        found = _candidates(run, gs, step, y_state, mu_map, std_map, grad, curv)
+        if found is not None:
+            cand, target = found
+            y_cur, kept, flips = y_state, 0, 0
+            for chunk in torch.tensor_split(cand, min(gs.chunks, cand.numel())):
+                if run.out_of_time(reserve=2 * run.eval_seconds):
+                    break
+                y_try = _flipped(y_cur, step, S, mg, chunk, target)
+                c = _screen_cost(run, feats, y_try, s_hat, gs.precision, gs.screen_rate)
+                run.stats.greedy_tried += 1
+                if c < cur_screen:
+                    y_cur, cur_screen = y_try, c
+                    kept, flips = kept + 1, flips + int(chunk.numel())
+            if kept:
+                y_state, pending = y_cur, pending + 1
+                pending_kept, pending_flips = pending_kept + kept, pending_flips + flips
+        if pending and (pending >= gs.verify_every or k == len(steps) - 1):
+            before = run.best
+            run.evaluate(Latents(y=y_state, z=base.lat.z, s=base.lat.s), "greedy", evals)
+            evals += 1
+            if run.best is not before:  # confirmed by the true cost
+                run.stats.greedy_kept += pending_kept
+                run.stats.greedy_flips += pending_flips
+                y_verified = y_state
+            else:  # drop the unconfirmed flips
+                y_state = y_verified
+            pending = pending_kept = pending_flips = 0
+    if pending and evals < gs.max_evals:  # stopped with unverified flips: verify them
+        run.evaluate(Latents(y=y_state, z=base.lat.z, s=base.lat.s), "greedy", evals)
+
+
+def _greedy_true(run: _Run, gs: GreedySearch) -> None:
+    """The greedy search with every chunk verified by a true-cost evaluation."""
+    model = run.model
+    S, mg = model.cfg.scales, model.cfg.M // model.cfg.groups
     evals = 0
     maps_of: _State | None = None  # the state the coding maps and the gradient belong to
     for step in model.msp.steps():
@@ -94,38 +264,18 @@ def _greedy(run: _Run, gs: GreedySearch) -> None:
         best = run.best
         if best is not maps_of:
             mu_map, std_map, y_hat, s_hat = _coding_maps(model, best.lat)
-            grad = _distortion_grad(run, y_hat, s_hat)
+            grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
             maps_of = best
-        y = best.lat.y.double()
-        r = _step_view(y, step, S, mg) - _step_view(mu_map, step, S, mg)
-        q = torch.round(r).clamp(-m, m - 1)
-        frac = r - q
-        direction = torch.where(frac >= 0, 1.0, -1.0)
-        dist = 0.5 - frac.abs()
-        q_new = (q + direction).clamp(-m, m - 1)
-        std = _step_view(std_map, step, S, mg)
-        d_bits = _element_bits(q_new, std) - _element_bits(q, std)
-        gain = _step_view(grad, step, S, mg) * (q_new - q) + d_bits / pixels
-        flat_dist = dist.flatten()
-        n_cand = max(1, int(gs.fraction * flat_dist.numel()))
-        order = torch.argsort(flat_dist)[:n_cand]
-        keep = (flat_dist[order] <= gs.threshold) & (gain.flatten()[order] < 0) & (
-            q_new.flatten()[order] != q.flatten()[order])
-        cand = order[keep]
-        if cand.numel() == 0:
+        found = _candidates(run, gs, step, best.lat.y, mu_map, std_map, grad)
+        if found is None:
             continue
-        cand = cand[torch.argsort(gain.flatten()[cand])]
-        target = (_step_view(mu_map, step, S, mg) + q_new).flatten()
+        cand, target = found
         for chunk in torch.tensor_split(cand, min(gs.chunks, cand.numel())):
             if evals >= gs.max_evals or run.out_of_time(reserve=run.eval_seconds):
                 break
-            y_try = run.best.lat.y.float().clone()
-            view = _step_view(y_try, step, S, mg)
-            flat = view.flatten().clone()
-            flat[chunk] = target[chunk].to(flat.dtype)
-            view.copy_(flat.view_as(view))
             before = run.best
-            lat = Latents(y=y_try.to(before.lat.y.dtype), z=before.lat.z, s=before.lat.s)
+            y_try = _flipped(before.lat.y, step, S, mg, chunk, target)
+            lat = Latents(y=y_try, z=before.lat.z, s=before.lat.s)
             run.evaluate(lat, "greedy", evals)
             evals += 1
             run.stats.greedy_tried += 1

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -18,16 +19,38 @@ from .run import OptimizeOutcome, _Run
 def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t: float,
                         preset: Preset, time_budget: float | None = None,
                         progress: Callable[[str, int, float], None] | None = None,
-                        postfilter: bool | None = None) -> OptimizeOutcome:
-    """Like :func:`optimize_latents`, also returning the best latents and statistics."""
+                        postfilter: bool | None = None,
+                        clock: Callable[[], float] | None = None) -> OptimizeOutcome:
+    """Like :func:`optimize_latents`, also returning the best latents and statistics.
+
+    ``clock`` replaces ``time.perf_counter`` for the time budget (tests use a fake clock)."""
     with torch.inference_mode(False):  # gradients are needed even if the caller disabled them
-        return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter)
+        return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock)
 
 
-def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter) -> OptimizeOutcome:
+def _phase_deadlines(run: _Run, preset: Preset) -> list[float | None]:
+    """Under a time budget: when each gradient phase should be over (seconds since the start).
+
+    The phases share the budget left after the start, minus the greedy search's ``time_share``,
+    in proportion to their iteration counts."""
+    if run.budget is None or not math.isfinite(run.budget):
+        return [None] * len(preset.phases)
+    share = preset.greedy.time_share if preset.greedy.enabled else 0.0
+    end = run.budget * (1.0 - min(max(share, 0.0), 1.0))
+    now = run.elapsed()
+    total = sum(p.iters for p in preset.phases)
+    out, acc = [], 0
+    for phase in preset.phases:
+        acc += phase.iters
+        out.append(now + (end - now) * (acc / total if total else 1.0))
+    return out
+
+
+def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
+              clock=None) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
-    run = _Run(model, x, hw, t, postfilter, time_budget, progress)
+    run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)
     # The random relaxations (noise, SGA) draw from a fixed seed, so that an encode does not
     # depend on (nor disturb) the caller's random state: same input and settings, same bytes on
     # the same machine and thread count (float gradients may differ elsewhere; a time budget
@@ -41,14 +64,17 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter) -> Opt
         if not run.out_of_time():
             if preset.encoder_finetune and preset.finetune_iters > 0:
                 _finetune_encoder(run, preset)
-            for phase in preset.phases:
+            deadlines = _phase_deadlines(run, preset)
+            for phase, deadline in zip(preset.phases, deadlines):
                 if run.out_of_time(reserve=run.eval_seconds):
                     break
-                _run_phase(run, phase, run.best.lat)
+                _run_phase(run, phase, run.best.lat, deadline)
             if preset.greedy.enabled and not run.out_of_time(reserve=run.eval_seconds):
                 _greedy(run, preset.greedy)
     run.stats.final_cost = run.best.cost
     run.stats.seconds = run.elapsed()
+    if run.stats.iterations:
+        run.stats.iteration_seconds = run.iter_total / run.stats.iterations
     return OptimizeOutcome(result=run.best.result, latents=run.best.lat, stats=run.stats)
 
 
@@ -66,7 +92,8 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     runs the gradient ``preset.phases`` and then, if enabled, the greedy rounding search. The true
     cost (:func:`rd_cost_true`) decides which state is kept, so the result is never worse than
     :meth:`AdapixModel.compress`. ``time_budget`` (seconds, None = unlimited) stops the search
-    gracefully (keeping one true-cost evaluation in reserve); 0 returns the unoptimised result.
+    gracefully (keeping one true-cost evaluation in reserve; the gradient phases share it, see
+    :class:`Phase`); 0 returns the unoptimised result; ``math.inf`` is the same as None.
     ``progress(stage, iteration, best_cost)`` is called after every true-cost evaluation.
     """
     return optimize_latents_ex(model, x, hw, t, preset, time_budget, progress, postfilter).result

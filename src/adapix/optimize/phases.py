@@ -8,7 +8,7 @@ import torch
 
 from ..model import Latents
 from .presets import LATENT_NAMES, Phase, Preset
-from .proxy import proxy_loss
+from .proxy import _factorized_bits, proxy_loss
 from .run import _Run
 
 
@@ -29,7 +29,8 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
     for i in range(preset.finetune_iters):
         if run.out_of_time(reserve=run.eval_seconds):
             break
-        loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise")
+        loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise",
+                                synthesis=run.synthesis("auto"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -40,29 +41,61 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
             run.evaluate(latents(), "finetune", done)
 
 
-def _run_phase(run: _Run, phase: Phase, start: Latents) -> None:
-    """Adam on the continuous latents named in ``phase.optimize`` (the others stay fixed)."""
+def _run_phase(run: _Run, phase: Phase, start: Latents, deadline: float | None = None) -> None:
+    """Adam on the continuous latents named in ``phase.optimize`` (the others stay fixed).
+
+    ``deadline`` (seconds since the start of the run, None = none): the phase, its last true-cost
+    evaluation included, should be over by then; its schedules then advance with the time spent
+    as well as with the iterations (see :class:`Phase`), so a phase that runs out of time still
+    ends at the end of its learning-rate schedule.
+    """
     leaves = {n: getattr(start, n).detach().clone().float().requires_grad_(n in phase.optimize)
               for n in LATENT_NAMES}
     opt = torch.optim.Adam([leaves[n] for n in phase.optimize], lr=phase.lr)
     cur = Latents(**leaves)
+    synthesis = run.synthesis(phase.precision)
+    hyper = None
+    if "z" not in phase.optimize:  # z fixed: its rate and h_s(z_hat) are constants
+        with torch.no_grad():
+            z_hat = torch.round(leaves["z"])
+            hyper = (_factorized_bits(run.model.z_prior, z_hat), run.model.h_s(z_hat))
+    t_start = run.elapsed()
     done = last_eval = 0
     for i in range(phase.iters):
-        if run.out_of_time(reserve=run.eval_seconds):
-            break
+        p = phase.progress(i)
+        if deadline is None:
+            if run.out_of_time(reserve=run.eval_seconds + run.iter_seconds):
+                break
+        else:  # the deadline is never later than the end of the budget
+            avail = deadline - t_start - run.eval_seconds  # time for the iterations
+            spent = run.elapsed() - t_start + run.iter_seconds  # at the end of this iteration
+            if spent > avail:  # (the first step of the first phase always runs)
+                run.stats.stopped_by_budget = True
+                break
+            if spent + run.iter_seconds > avail:  # no time for another one: the last step
+                p = 1.0
+            else:
+                p = max(p, min(1.0, spent / avail))
+        t1 = run.clock()
         for g in opt.param_groups:
-            g["lr"] = phase.lr_at(i)
+            g["lr"] = phase.lr_at_progress(p)
         loss, _, _ = proxy_loss(run.model, cur, run.t, run.x, run.hw, run.postfilter,
-                                phase.rate_mode, phase.tau_at(i))
+                                phase.rate_mode, phase.tau_at_progress(p), synthesis=synthesis,
+                                hyper=hyper)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        run.iter_seconds = run.clock() - t1
+        run.iter_total += run.iter_seconds
         run.stats.iterations += 1
         done = i + 1
         if done % phase.eval_every == 0 and done < phase.iters:
             with torch.no_grad():
                 run.evaluate(cur, phase.name, done)
             last_eval = done
+        if p >= 1.0 and done < phase.iters:  # the schedule ran out of time before iterations
+            run.stats.stopped_by_budget = True
+            break
     if done > last_eval:  # end of the phase, or stopped by the budget: look at the last state
         with torch.no_grad():
             run.evaluate(cur, phase.name, done)

@@ -23,6 +23,13 @@ class Phase:
     * ``optimize``: which latents move, a subset of ``("y", "z", "s")``.
     * learning rate: cosine-annealed from ``lr`` to ``lr * lr_final``.
     * ``eval_every``: the true cost is measured every that many iterations (and at the end).
+      Each measurement codes the image for real (about the cost of three proxy iterations).
+    * ``precision`` of the proxy's synthesis (:class:`adapix.optimize.proxy.ProxySynthesis`):
+      ``"auto"`` (bf16 where the CPU has native bf16 kernels), ``"bf16"`` or ``"fp32"``.
+
+    The schedules (learning rate, SGA temperature) run on the phase's *progress* p in [0, 1]:
+    i / (iters - 1), or, under a time budget, the fraction of the phase's share of the time
+    already spent, whichever is larger; so a phase cut short by the budget still ends annealed.
     """
 
     name: str
@@ -33,8 +40,12 @@ class Phase:
     lr_final: float = 0.1
     tau: tuple[float, float] = (0.5, 0.05)
     eval_every: int = 25
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got "
+                             f"{self.precision!r}")
         if self.rate_mode not in RATE_MODES:
             raise ValueError(f"rate_mode must be one of {RATE_MODES}, got {self.rate_mode!r}")
         bad = set(self.optimize) - set(LATENT_NAMES)
@@ -44,18 +55,26 @@ class Phase:
         if self.iters < 0 or self.lr <= 0 or self.eval_every < 1:
             raise ValueError("iters must be >= 0, lr > 0 and eval_every >= 1")
 
+    def progress(self, i: int) -> float:
+        """Progress in [0, 1] of iteration i by the iteration count alone."""
+        return 1.0 if self.iters <= 1 else min(1.0, i / (self.iters - 1))
+
     def lr_at(self, i: int) -> float:
         """Cosine annealing of the learning rate over the phase."""
         if self.iters <= 1:
             return self.lr
-        c = 0.5 * (1 + math.cos(math.pi * i / (self.iters - 1)))
+        return self.lr_at_progress(self.progress(i))
+
+    def lr_at_progress(self, p: float) -> float:
+        c = 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
         return self.lr * (self.lr_final + (1 - self.lr_final) * c)
 
     def tau_at(self, i: int) -> float:
         """SGA temperature: exponential from tau[0] to tau[1]."""
-        if self.iters <= 1:
-            return self.tau[1]
-        a = i / (self.iters - 1)
+        return self.tau_at_progress(self.progress(i))
+
+    def tau_at_progress(self, p: float) -> float:
+        a = min(max(p, 0.0), 1.0)
         return self.tau[0] * (self.tau[1] / self.tau[0]) ** a
 
 
@@ -70,6 +89,13 @@ class GreedySearch:
     distortion gradient); they are sorted by predicted gain and tried in ``chunks`` chunks. A
     chunk is flipped at once (vectorised) and kept only if the true cost drops. At most
     ``max_evals`` true-cost evaluations are spent.
+
+    ``screen`` (default): a chunk is kept when a cheap screening cost drops (exact ideal code
+    length of y under the coding model + distortion of the ``precision`` proxy synthesis), and
+    the true cost is measured after every ``verify_every`` MSP steps that changed something (their
+    flips are dropped unless it drops too): about 5x cheaper per chunk than ``screen=False``, where every chunk is a
+    true-cost evaluation. Under a time budget, the gradient phases leave ``time_share`` of the
+    budget to the search.
     """
 
     enabled: bool = False
@@ -77,6 +103,15 @@ class GreedySearch:
     threshold: float = 0.2
     chunks: int = 3
     max_evals: int = 48
+    time_share: float = 0.25
+    screen: bool = True
+    verify_every: int = 1
+    screen_rate: str = "float"
+    fresh_maps: bool = False
+    curvature: bool = False
+    passes: int = 1
+    both_directions: bool = False
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..model import CodingResult, Latents
 from .cost import _lam, _sse255, rd_cost_true
-from .proxy import _detach
+from .proxy import ProxySynthesis, _detach
 
 
 @dataclass
@@ -38,6 +40,9 @@ class OptimizeStats:
     finetune_iters: int = 0
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    proxy_precision: str = ""       # precision of the proxy synthesis actually used
+    iteration_seconds: float = 0.0  # mean seconds per gradient iteration
+    eval_seconds: float = 0.0       # total seconds spent in true-cost evaluations
     history: list[tuple[str, int, float]] = field(default_factory=list)  # (stage, iter, cost)
 
 
@@ -49,19 +54,39 @@ class OptimizeOutcome:
 
 
 class _Run:
-    """State shared by the stages of one optimisation: clock, best state, bookkeeping."""
+    """State shared by the stages of one optimisation: clock, best state, bookkeeping.
 
-    def __init__(self, model, x, hw, t, postfilter, time_budget, progress):
+    ``clock`` (seconds, monotonic; default ``time.perf_counter``) can be replaced, e.g. by a fake
+    clock in tests. ``eval_seconds`` and ``iter_seconds`` are the durations of the last true-cost
+    evaluation and of the last gradient iteration, kept in reserve by the budget checks.
+    """
+
+    def __init__(self, model, x, hw, t, postfilter, time_budget, progress,
+                 clock: Callable[[], float] | None = None):
         self.model, self.x, self.hw, self.t, self.postfilter = model, x, hw, float(t), postfilter
-        self.budget = time_budget
+        budget = None if time_budget is None else float(time_budget)
+        self.budget = budget if budget is None or math.isfinite(budget) else None
         self.progress = progress
-        self.t0 = time.perf_counter()
+        self.clock = clock or time.perf_counter
+        self.t0 = self.clock()
         self.eval_seconds = 0.0
+        self.iter_seconds = 0.0
+        self.iter_total = 0.0
         self.stats = OptimizeStats()
         self.best: _State | None = None
+        self._synth: dict[str, ProxySynthesis] = {}
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.clock() - self.t0
+
+    def synthesis(self, precision: str) -> ProxySynthesis:
+        """The proxy's synthesis for this image (built once per precision)."""
+        if precision not in self._synth:
+            self._synth[precision] = ProxySynthesis(self.model, self.t, self.postfilter,
+                                                    precision)
+        synth = self._synth[precision]
+        self.stats.proxy_precision = synth.precision
+        return synth
 
     def out_of_time(self, reserve: float = 0.0) -> bool:
         """True when the budget is spent, keeping ``reserve`` seconds (e.g. for a final eval)."""
@@ -74,13 +99,14 @@ class _Run:
 
     def evaluate(self, lat: Latents, stage: str, it: int) -> _State:
         """Codes ``lat`` for real; keeps it if it beats the best so far."""
-        t1 = time.perf_counter()
+        t1 = self.clock()
         lat = _detach(lat)
         cost, res = rd_cost_true(self.model, lat, self.t, self.x, self.hw, self.postfilter)
         pixels = int(self.hw[0]) * int(self.hw[1])
         est = res.est_bits / pixels + _lam(self.model, self.t) * _sse255(res.x_hat, self.x, self.hw)
         st = _State(lat, cost, est, res)
-        self.eval_seconds = time.perf_counter() - t1
+        self.eval_seconds = self.clock() - t1
+        self.stats.eval_seconds += self.eval_seconds
         self.stats.evaluations += 1
         self.stats.history.append((stage, it, cost))
         if self.best is None or st.better_than(self.best):

@@ -14,7 +14,7 @@ Modules: :mod:`.base` (interface), :mod:`.pillow` (JPEG/WebP/AVIF), :mod:`.heic`
 
 from __future__ import annotations
 
-from .adapix_codec import WEIGHTS_ENV, AdapixCodec
+from .adapix_codec import QUALITIES_ENV, WEIGHTS_ENV, AdapixCodec, parse_qualities
 from .base import Codec, _to_rgb_array, check_rgb
 from .heic import HeifHEIC
 from .jxl_j2k import ImagecodecsJ2K, ImagecodecsJXL, _imagecodecs_reason, _normalise_decoded
@@ -36,6 +36,8 @@ __all__ = [
     "FFmpegVVC",
     "AdapixCodec",
     "WEIGHTS_ENV",
+    "QUALITIES_ENV",
+    "parse_qualities",
     "CODECS",
     "codec_names",
     "get_codecs",

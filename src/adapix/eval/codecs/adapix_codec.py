@@ -12,6 +12,19 @@ from .base import Codec, _to_rgb_array, check_rgb
 
 
 WEIGHTS_ENV = "ADAPIX_EVAL_WEIGHTS"
+QUALITIES_ENV = "ADAPIX_EVAL_QUALITIES"  # comma-separated qualities (set by --adapix-qualities)
+DEFAULT_QUALITIES = (5, 15, 25, 35, 50, 65, 80, 95)
+
+
+def parse_qualities(text: str) -> list[float]:
+    """'15,35,65,95' -> [15, 35, 65, 95]; ValueError unless 2+ distinct numbers in 0..100."""
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"qualities must be comma-separated numbers, got {text!r}") from None
+    if len(set(vals)) < 2 or not all(0 <= v <= 100 for v in vals):
+        raise ValueError(f"need at least 2 distinct qualities in 0..100, got {text!r}")
+    return sorted(set(int(v) if v.is_integer() else v for v in vals))
 """Environment variable with a weights file for :class:`AdapixCodec` (default: the shipped model).
 An environment variable, so that worker processes see it too (``adapix eval --adapix-weights``)."""
 
@@ -62,7 +75,10 @@ class AdapixCodec(Codec):
         return None
 
     def params(self) -> list:
-        return [5, 15, 25, 35, 50, 65, 80, 95]
+        import os
+
+        text = os.environ.get(QUALITIES_ENV)
+        return parse_qualities(text) if text else list(DEFAULT_QUALITIES)
 
     def _codec(self):
         if self._api_codec is None:

@@ -1,0 +1,319 @@
+"""Tunes and measures the encoder-side optimisation presets (issue 5) on training-photo crops.
+
+Never on the evaluation set: the images are 768x512 crops (resized to cover 768x512, then
+centre-cropped, i.e. the size of a Kodak image) of photos from ``../shared/data/train/sun_hays80``.
+For every (image, quality, configuration) the script runs :func:`adapix.optimize.optimize_latents_ex`
+with the shipped model and records the real rate (bits of the three coded streams per pixel), the
+PSNR of the 8-bit reconstruction, the true RD cost and the encode seconds. The summary gives, per
+configuration against ``fast``:
+
+* BD-rate (PSNR, akima, :mod:`adapix.eval.bdrate`), mean of the per-image values;
+* the mean reduction of the true RD cost at equal lambda (R + lambda * 255^2 * MSE), in percent;
+* mean seconds per encode, gradient iterations and true-cost evaluations.
+
+Results are appended to a JSON-lines file and reused on the next run (delete it to start over).
+
+Examples::
+
+    python scripts/tune_profiles.py --configs fast,balanced,best
+    python scripts/tune_profiles.py --configs fast,lof-only,lof+greedy,best --budget default
+    python scripts/tune_profiles.py --list
+
+Times depend on the machine, the thread count (``--threads``, default 1) and other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from adapix.codec import Codec
+from adapix.eval.bdrate import bd_rate
+from adapix.images import pad_to_multiple
+from adapix.model import quality_to_position
+from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
+                             rd_cost_of)
+from adapix.profiles import BALANCED, BEST, PROFILES
+
+TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "sun_hays80"
+# landscape photos of varied content (architecture, water, foliage, street, mountains, a shop)
+IMAGES = ["abbey_sun_asztnlqhlrvirneh.jpg", "canal_urban_sun_bioizsmryxlratmt.jpg",
+          "forest_broadleaf_sun_bqkcqwvhefnkcinz.jpg", "street_sun_bkgpqbvgorkjqzgp.jpg",
+          "mountain_sun_bdgkjthkoxhovklv.jpg", "candy_store_sun_aoqcvifuszwpcvcj.jpg"]
+QUALITIES = (10, 35, 60, 85)
+
+
+def lof(iters: int, lr: float = 0.05, mode: str = "ste", opt=("y", "z", "s"),
+        lr_final: float = 0.1, evals: int = 1, precision: str = "auto",
+        tau=(0.5, 0.05), name: str = "lof") -> Phase:
+    """A gradient phase with ``evals`` true-cost evaluations (the last at the end)."""
+    return Phase(name, iters=iters, lr=lr, rate_mode=mode, optimize=tuple(opt),
+                 lr_final=lr_final, eval_every=max(1, math.ceil(iters / evals)), tau=tau,
+                 precision=precision)
+
+
+GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48)
+
+# Named configurations; any other name is parsed by :func:`parse_config`.
+CONFIGS: dict[str, Preset] = {
+    "fast": Preset(),
+    "balanced": BALANCED,
+    "best": BEST,
+    # the presets before issue-5 tuning (float32 proxy, 80 / 250 STE iterations)
+    "old-balanced": Preset(phases=(Phase("lof", iters=80, lr=0.05, rate_mode="ste", lr_final=0.1,
+                                         eval_every=20, precision="fp32"),)),
+    "old-best": Preset(phases=(Phase("lof", iters=250, lr=0.05, rate_mode="ste", lr_final=0.05,
+                                     eval_every=25, precision="fp32"),), greedy=GREEDY),
+    "greedy-only": Preset(greedy=GREEDY),
+}
+
+
+def parse_config(name: str) -> Preset:
+    """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}]``,
+    phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
+    ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``, ``-p{passes}``, ``-exact`` (screening rate from the
+    fixed-point coding model instead of the float one), ``-fresh`` (coding maps recomputed after
+    every changed step), ``-curv`` (curvature term in the candidate screen), ``-both`` (either neighbouring
+    integer, by predicted gain) and ``-true`` (every
+    chunk a true-cost evaluation instead of screened); no phase before ``+greedy``: the search
+    alone. Examples: ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``."""
+    if name in CONFIGS:
+        return CONFIGS[name]
+    greedy = GreedySearch()
+    if "+greedy" in name:
+        name, g = name.split("+greedy")
+        greedy = GREEDY
+        for o in g.split("-")[1:]:
+            if o == "true":  # every chunk verified by a true-cost evaluation
+                greedy = replace(greedy, screen=False)
+            elif o in ("exact", "float"):  # the rate of the screening cost
+                greedy = replace(greedy, screen_rate=o)
+            elif o == "fresh":  # coding maps recomputed after every changed step
+                greedy = replace(greedy, fresh_maps=True)
+            elif o == "curv":  # second-order distortion term in the candidate screen
+                greedy = replace(greedy, curvature=True)
+            elif o == "both":  # candidates: q + 1 or q - 1, by predicted gain
+                greedy = replace(greedy, both_directions=True)
+            elif o[:1] in "ftcnvp" and o[1:]:
+                field = {"f": "fraction", "t": "threshold", "c": "chunks", "n": "max_evals",
+                         "v": "verify_every", "p": "passes"}[o[0]]
+                greedy = replace(greedy, **{field: type(getattr(greedy, field))(o[1:])})
+            else:
+                raise ValueError(f"unknown greedy option {o!r}")
+    phases = []
+    for k, part in enumerate(name.split("/") if name else []):
+        head, *opts = part.split("-")
+        mode = head.rstrip("0123456789")
+        iters = int(head[len(mode):])
+        kw: dict = {"mode": mode, "name": f"{mode}{k}"}
+        for o in opts:
+            if o.startswith("lrf"):
+                kw["lr_final"] = float(o[3:])
+            elif o.startswith("lr"):
+                kw["lr"] = float(o[2:])
+            elif o in ("y", "ys", "yz", "yzs"):
+                kw["opt"] = tuple(o)
+            elif o in ("fp32", "bf16"):
+                kw["precision"] = o
+            elif o.startswith("e"):
+                kw["evals"] = int(o[1:])
+            else:
+                raise ValueError(f"unknown option {o!r} in {part!r}")
+        phases.append(lof(iters, **kw))
+    return Preset(phases=tuple(phases), greedy=greedy)
+
+
+def crop(name: str, width: int = 768, height: int = 512) -> torch.Tensor:
+    """(1, 3, height, width) in [0, 1]: the photo resized (Lanczos) to cover 768x512, centred
+    (a Kodak-sized picture); a smaller size is the centre of that picture (same scale)."""
+    im = Image.open(TRAIN / name).convert("RGB")
+    s = max(768 / im.width, 512 / im.height)
+    im = im.resize((max(768, round(im.width * s)), max(512, round(im.height * s))),
+                   Image.LANCZOS)
+    left, top = (im.width - width) // 2, (im.height - height) // 2
+    a = np.asarray(im.crop((left, top, left + width, top + height)))
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+
+
+def run_one(model, x, quality: float, preset: Preset, budget: float | None) -> dict:
+    xp, hw = pad_to_multiple(x, model.cfg.pad_multiple)
+    t = quality_to_position(model.cfg, quality)
+    t0 = time.perf_counter()
+    if not preset.optimizes:
+        with torch.no_grad():
+            res = model.compress(xp, t)
+        cost, stats = rd_cost_of(model, res, xp, hw, t), None
+    else:
+        out = optimize_latents_ex(model, xp, hw, t, preset, time_budget=budget, postfilter=False)
+        res, cost, stats = out.result, out.stats.final_cost, out.stats
+    seconds = time.perf_counter() - t0
+    bpp, psnr = measure(res, xp, hw)
+    row = {"bpp": bpp, "psnr": psnr, "cost": cost, "seconds": seconds}
+    if stats is not None:
+        row.update(iterations=stats.iterations, evaluations=stats.evaluations,
+                   eval_seconds=stats.eval_seconds, iteration_seconds=stats.iteration_seconds,
+                   greedy_kept=stats.greedy_kept, greedy_tried=stats.greedy_tried,
+                   stopped_by_budget=stats.stopped_by_budget, precision=stats.proxy_precision,
+                   history=stats.history)
+    return row
+
+
+def summarise(rows: list[dict], configs: list[str], images: list[str],
+              qualities: list[float]) -> str:
+    by = {(r["config"], r["image"], r["quality"]): r for r in rows}
+    lines = ["| config | BD-rate vs fast | RD-cost change at equal lambda | s / encode | "
+             "iterations | evaluations | images |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in configs:
+        bds, dcost, secs, its, evs, n_img = [], [], [], [], [], 0
+        for im in images:
+            pts = [(by.get(("fast", im, q)), by.get((c, im, q))) for q in qualities]
+            if not all(a and b for a, b in pts):
+                continue
+            n_img += 1
+            bd = bd_rate([a["bpp"] for a, _ in pts], [a["psnr"] for a, _ in pts],
+                         [b["bpp"] for _, b in pts], [b["psnr"] for _, b in pts])
+            if bd.ok:
+                bds.append(bd.value)
+            for a, b in pts:
+                dcost.append(100 * (b["cost"] - a["cost"]) / a["cost"])
+                secs.append(b["seconds"])
+                its.append(b.get("iterations", 0))
+                evs.append(b.get("evaluations", 0))
+        if not n_img:
+            continue
+        bd_txt = f"{np.mean(bds):+.2f}%" if bds else "n/a"
+        lines.append(f"| {c} | {bd_txt} | {np.mean(dcost):+.2f}% | {np.mean(secs):.1f} | "
+                     f"{np.mean(its):.0f} | {np.mean(evs):.1f} | {n_img} |")
+    return "\n".join(lines)
+
+
+def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
+    """Median seconds of one gradient iteration (proxy forward + backward) on the first crop, the
+    variants interleaved so that they see the same machine load, and of one true-cost
+    evaluation (a real coding)."""
+    from adapix.model import Latents
+    from adapix.optimize import proxy_loss, rd_cost_true
+    from adapix.optimize.proxy import ProxySynthesis, _factorized_bits, _frozen
+
+    xp, hw = pad_to_multiple(crop(IMAGES[0]), model.cfg.pad_multiple)
+    t = quality_to_position(model.cfg, quality)
+    with torch.no_grad():
+        lat = model.analyse(xp, torch.tensor([t]))
+    times: dict[str, list[float]] = {}
+    with _frozen(model):
+        fp32 = ProxySynthesis(model, t, False, "fp32")
+        bf16 = ProxySynthesis(model, t, False, "bf16")
+        with torch.no_grad():
+            z_hat = torch.round(lat.z)
+            hyper = (_factorized_bits(model.z_prior, z_hat), model.h_s(z_hat))
+
+        def step(synth, fixed_z):
+            leaves = [v.detach().clone().requires_grad_(True) for v in (lat.y, lat.z, lat.s)]
+            loss, _, _ = proxy_loss(model, Latents(*leaves), t, xp, hw, False, "ste",
+                                    synthesis=synth, hyper=hyper if fixed_z else None)
+            loss.backward()
+
+        variants = {"float32 proxy, y z s (before)": lambda: step(fp32, False),
+                    "bf16 proxy, y z s": lambda: step(bf16, False),
+                    "bf16 proxy, y s (z fixed: h_s cached)": lambda: step(bf16, True),
+                    "true-cost evaluation (real coding)":
+                        lambda: rd_cost_true(model, lat, t, xp, hw, False)}
+        for f in variants.values():  # warm-up
+            f()
+        for _ in range(repeats):
+            for name, f in variants.items():
+                t0 = time.perf_counter()
+                f()
+                times.setdefault(name, []).append(time.perf_counter() - t0)
+    lines = ["| what (768x512, one image) | median s | min s |", "|---|---:|---:|"]
+    for name, v in times.items():
+        lines.append(f"| {name} | {np.median(v):.3f} | {min(v):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", default="fast,balanced,best")
+    p.add_argument("--images", type=int, default=len(IMAGES), help="use the first N photos")
+    p.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
+    p.add_argument("--budget", default="none",
+                   help="time budget per encode: 'none', 'default' (the profile's) or seconds")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", default="768x512", help="WxH of the crops (default 768x512)")
+    p.add_argument("--out", default="tune_profiles.jsonl", help="JSON-lines results (reused)")
+    p.add_argument("--model", default=None, help="weights (default: the shipped model)")
+    p.add_argument("--list", action="store_true", help="list the configurations and exit")
+    p.add_argument("--bench-iteration", action="store_true",
+                   help="time one gradient iteration before/after the speed-ups, and exit")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, preset in CONFIGS.items():
+            print(name, json.dumps(asdict(preset)))
+        return 0
+    torch.set_num_threads(args.threads)
+    if args.bench_iteration:
+        codec = Codec(args.model) if args.model else Codec()
+        print(f"threads={args.threads}")
+        print(bench_iteration(codec.model))
+        return 0
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    try:
+        presets = {c: parse_config(c) for c in configs}
+    except ValueError as exc:
+        p.error(str(exc))
+    if "fast" not in configs:
+        configs.insert(0, "fast")
+        presets["fast"] = CONFIGS["fast"]
+    qualities = [float(q) for q in args.qualities.split(",")]
+    images = IMAGES[: args.images]
+    codec = Codec(args.model) if args.model else Codec()
+    model = codec.model
+    out = Path(args.out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    tag = (f"{codec.model_id}:{codec.loaded.weights_hash.hex()[:8]}|threads={args.threads}"
+           f"|budget={args.budget}")
+    if (width, height) != (768, 512):
+        tag += f"|size={width}x{height}"
+    done = {(r["config"], r["image"], r["quality"]) for r in rows if r["tag"] == tag}
+    profile_of = {"balanced": "balanced", "best": "best"}
+    for name in configs:
+        preset = presets[name]
+        if args.budget == "none":
+            budget = None
+        elif args.budget == "default":
+            prof = PROFILES.get(profile_of.get(name, ""))
+            budget = prof.time_budget if prof is not None else None
+        else:
+            budget = float(args.budget)
+        for im in images:
+            x = None
+            for q in qualities:
+                if (name, im, q) in done:
+                    continue
+                x = crop(im, width, height) if x is None else x
+                row = run_one(model, x, q, preset, budget)
+                row.update(config=name, image=im, quality=q, tag=tag, budget=budget)
+                rows.append(row)
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{name:>18} {im[:24]:>24} q{q:>4.0f}: {row['bpp']:.4f} bpp "
+                      f"{row['psnr']:.3f} dB cost {row['cost']:.5f} {row['seconds']:.1f} s "
+                      f"it {row.get('iterations', 0)}", flush=True)
+    sel = [r for r in rows if r["tag"] == tag]
+    print(f"\n{tag}; {len(images)} images x qualities {qualities}\n")
+    print(summarise(sel, configs, images, qualities))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
