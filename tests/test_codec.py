@@ -3,7 +3,6 @@ and the measurements of EncodeResult."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 
@@ -13,11 +12,12 @@ from PIL import Image
 
 from adapix import container
 from adapix.codec import Codec, psnr_uint8
-from adapix.container import ApxFile, SectionType
+from adapix.container import SectionType
 from adapix.errors import AdapixError, FormatError, ModelMismatchError
 from adapix.images import RasterImage
 from adapix.profiles import PROFILES
 from adapix.weights import export_weights
+from helpers import repack
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +101,6 @@ def test_foreign_files_raise_format_error(tiny_codec, tiny_weights):
             tiny_codec.decode(data)
 
 
-def _repack(data: bytes, sections: dict | None = None, **fields) -> bytes:
-    """Re-packs a valid file with changed sections (None: removed) or header fields, with a
-    valid CRC."""
-    f = container.unpack(data)
-    secs = dict(f.sections)
-    for kind, payload in (sections or {}).items():
-        if payload is None:
-            secs.pop(kind, None)
-        else:
-            secs[kind] = payload
-    return container.pack(ApxFile(dataclasses.replace(f.header, **fields), secs))
-
-
 def test_damaged_sections_with_valid_crc_raise_only_format_error(tiny_codec, encoded):
     """Damage behind a correct checksum: the entropy decoders must report FormatError or decode
     something of the declared size -- never another exception (the ANS coder cannot detect every
@@ -124,9 +111,9 @@ def test_damaged_sections_with_valid_crc_raise_only_format_error(tiny_codec, enc
     rng = np.random.default_rng(2)
     for kind in (SectionType.CONTENT, SectionType.HYPER, SectionType.MODEL_STREAM):
         with pytest.raises(FormatError):
-            tiny_codec.decode_ex(_repack(res.data, sections={kind: None}))
+            tiny_codec.decode_ex(repack(res.data, sections={kind: None}))
     with pytest.raises(FormatError):
-        tiny_codec.decode_ex(_repack(res.data, sections={SectionType.CONTENT: content[:-1]}))
+        tiny_codec.decode_ex(repack(res.data, sections={SectionType.CONTENT: content[:-1]}))
     variants = [
         {"sections": {SectionType.CONTENT: b""}},
         {"sections": {SectionType.CONTENT: content[4:]}},
@@ -145,7 +132,7 @@ def test_damaged_sections_with_valid_crc_raise_only_format_error(tiny_codec, enc
     ]
     outcomes = []
     for v in variants:
-        data = _repack(res.data, **v)
+        data = repack(res.data, **v)
         try:
             dec = tiny_codec.decode_ex(data)
         except FormatError:
@@ -162,7 +149,7 @@ def test_corrupt_alpha_section_raises_format_error(tiny_codec):
     alpha = np.tile(np.arange(12, dtype=np.uint8) * 20, (10, 1))
     data = tiny_codec.encode(RasterImage(px, alpha=alpha), quality=10)
     assert np.array_equal(tiny_codec.decode_ex(data).image.alpha, alpha)
-    bad = _repack(data, sections={SectionType.ALPHA: b"\x89PNG garbage"})
+    bad = repack(data, sections={SectionType.ALPHA: b"\x89PNG garbage"})
     with pytest.raises(FormatError):
         tiny_codec.decode_ex(bad)
 

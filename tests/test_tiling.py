@@ -22,6 +22,7 @@ from adapix.errors import AdapixError, FormatError
 from adapix.images import RasterImage
 from adapix.model import AdapixModel
 from adapix.tiling import TileGrid, check_tile_size, choose_tile_size
+from helpers import repack
 
 H, W = 200, 330
 
@@ -40,17 +41,6 @@ def _picture(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def image() -> RasterImage:
     return RasterImage(_picture(H, W, seed=5))
-
-
-def _repack(data: bytes, sections: dict | None = None, **fields) -> bytes:
-    f = container.unpack(data, max_pixels=2**40)
-    secs = dict(f.sections)
-    for kind, payload in (sections or {}).items():
-        if payload is None:
-            secs.pop(kind, None)
-        else:
-            secs[kind] = payload
-    return container.pack(ApxFile(dataclasses.replace(f.header, **fields), secs))
 
 
 # ---- geometry ------------------------------------------------------------------------------------
@@ -284,11 +274,11 @@ def test_corrupt_tile_index_raises_format_error(tiny_codec, tiled):
     }
     for name, change in bad_variants.items():
         with pytest.raises(FormatError):
-            tiny_codec.decode_ex(_repack(data, **change))
+            tiny_codec.decode_ex(repack(data, max_pixels=2**40, **change))
             pytest.fail(name)
     # moved boundaries with consistent totals: FormatError or an image of the right size
     try:
-        dec = tiny_codec.decode_ex(_repack(data, sections={SectionType.TILE_INDEX:
+        dec = tiny_codec.decode_ex(repack(data, max_pixels=2**40, sections={SectionType.TILE_INDEX:
                                                            _index([tuple(e) for e in moved])}))
         assert dec.image.pixels.shape == (H, W, 3)
     except FormatError:
@@ -319,11 +309,11 @@ def test_max_pixels_refuses_before_allocation(tiny_weights, tiny_codec, tiled, m
     with pytest.raises(FormatError, match="max-pixels"):
         small.decode_ex(data)
     # a header claiming a huge tiled image: refused by the default limit (256 MP)
-    huge = _repack(data, width=60_000, height=60_000)
+    huge = repack(data, max_pixels=2**40, width=60_000, height=60_000)
     with pytest.raises(FormatError, match="limit"):
         tiny_codec.decode_ex(huge)
     # within the limit, but the index does not match the (claimed) grid: refused before allocation
-    big = _repack(data, width=16_000, height=16_000)
+    big = repack(data, max_pixels=2**40, width=16_000, height=16_000)
     with pytest.raises(FormatError, match="tile index"):
         tiny_codec.decode_ex(big)
 
@@ -338,9 +328,9 @@ def test_unit_larger_than_the_working_set_limit_is_refused(tiny_codec, tiled, im
     plain = tiny_codec.encode(image, quality=20, tile_size=0)
     monkeypatch.setattr(codec_mod.np, "empty", lambda *a, **k: pytest.fail("allocated"))
     with pytest.raises(FormatError, match="use smaller tiles"):
-        tiny_codec.decode_ex(_repack(plain, width=side, height=side))
+        tiny_codec.decode_ex(repack(plain, max_pixels=2**40, width=side, height=side))
     with pytest.raises(FormatError, match="use smaller tiles"):
-        tiny_codec.decode_ex(_repack(tiled[128].data, width=side, height=side, tile_size=side))
+        tiny_codec.decode_ex(repack(tiled[128].data, max_pixels=2**40, width=side, height=side, tile_size=side))
     monkeypatch.undo()
     assert choose_tile_size(side, side) == tiling.DEFAULT_TILE_SIZE
     with pytest.raises(AdapixError, match="use smaller tiles"):
@@ -354,7 +344,7 @@ def test_unit_larger_than_the_working_set_limit_is_refused(tiny_codec, tiled, im
 def test_untiled_file_with_a_tile_index_is_refused(tiny_codec, tiled, image):
     plain = tiny_codec.encode(image, quality=20, tile_size=0)
     with pytest.raises(FormatError):
-        tiny_codec.decode_ex(_repack(plain, sections={SectionType.TILE_INDEX: _index([])}))
+        tiny_codec.decode_ex(repack(plain, max_pixels=2**40, sections={SectionType.TILE_INDEX: _index([])}))
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------

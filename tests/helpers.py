@@ -1,0 +1,24 @@
+"""Helpers shared by several test modules (imported as ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from adapix import container
+from adapix.container import ApxFile
+
+
+def repack(data: bytes, sections: dict | None = None, max_pixels: int | None = None,
+           **fields) -> bytes:
+    """Re-packs a valid .apx file with changed sections (payload None: removed) or header fields,
+    with a valid CRC, so that only the change is tested. ``max_pixels``: the unpack limit (None:
+    the default)."""
+    kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+    f = container.unpack(data, **kw)
+    secs = dict(f.sections)
+    for kind, payload in (sections or {}).items():
+        if payload is None:
+            secs.pop(kind, None)
+        else:
+            secs[kind] = payload
+    return container.pack(ApxFile(dataclasses.replace(f.header, **fields), secs))
