@@ -2,6 +2,9 @@
 
     python scripts/bd_vs_measured.py results/kodak adapix webp jpeg2000 heic444 heic vvc avif444
 
+    python scripts/bd_vs_measured.py results/kodak-profiles adapix-balanced adapix-fast results/kodak/vvc.json
+
+An anchor is a codec name in the folder, or a path to another results JSON (ending in .json).
 Akima interpolation over the overlap only (adapix.eval.bdrate); prints one line per anchor.
 """
 
@@ -17,7 +20,11 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     folder, test, anchors = Path(argv[0]), argv[1], argv[2:]
-    load = lambda name: json.loads((folder / f"{name}.json").read_text())["results"]  # noqa: E731
+
+    def load(name: str) -> dict:
+        path = Path(name) if name.endswith(".json") else folder / f"{name}.json"
+        return json.loads(path.read_text())["results"]
+
     t = load(test)
     print(f"{test}: bpp " + " ".join(f"{v:.3f}" for v in t["bpp"]))
     print(f"{test}: PSNR " + " ".join(f"{v:.2f}" for v in t["psnr-rgb"]))
@@ -25,7 +32,7 @@ def main(argv: list[str]) -> int:
         a = load(name)
         r = bd_rate(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
         p = bd_psnr(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
-        print(f"vs {name}: BD-rate {r.value:+.1f}% (overlap {r.overlap:.0%}), "
+        print(f"vs {Path(name).stem}: BD-rate {r.value:+.1f}% (overlap {r.overlap:.0%}), "
               f"BD-PSNR {p.value:+.2f} dB (overlap {p.overlap:.0%})")
     return 0
 

@@ -52,6 +52,30 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return lr
 
 
+def sample_positions(cfg: TrainConfig, anchors: int, batch: int,
+                     gen: torch.Generator) -> torch.Tensor:
+    """Quality positions t (batch,), uniform in [t_min, t_max] (t_max < 0: the last anchor)."""
+    t_max = anchors - 1 if cfg.t_max < 0 else cfg.t_max
+    return cfg.t_min + (t_max - cfg.t_min) * torch.rand(batch, generator=gen)
+
+
+def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
+            device_type: str = "cpu", postfilter: bool = False) -> tuple[torch.Tensor, dict]:
+    """The training objective, mean over the batch of bits / pixels + lambda(t) 255^2 MSE.
+
+    x (B,3,H,W) in [0,1], t (B,) quality positions; ``fwd`` is the (maybe compiled or DDP-wrapped)
+    forward of ``model``. Returns the loss and the batch means of bpp, MSE and PSNR (dB)."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        out = fwd(x, t, postfilter=postfilter)
+    x_hat = out.x_hat.float()
+    pixels = x.shape[2] * x.shape[3]
+    bpp = out.bits.float() / pixels
+    mse = ((x_hat - x) ** 2).flatten(1).mean(1)
+    loss = (bpp + model.lam(t) * 255 ** 2 * mse).mean()
+    return loss, {"bpp": bpp.mean().item(), "mse": mse.mean().item(),
+                  "psnr": float(-10 * torch.log10(mse.detach().clamp_min(1e-10)).mean())}
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -188,21 +212,9 @@ class Trainer:
         self.stop = True
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        cfg, mcfg = self.cfg, self.run.model
-        K = len(mcfg.lambdas)
-        t_max = K - 1 if cfg.t_max < 0 else cfg.t_max
-        B = x.shape[0]
-        t = cfg.t_min + (t_max - cfg.t_min) * torch.rand(B, generator=self.gen)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = self.fwd(x, t, postfilter=cfg.stage == "postfilter")
-        x_hat = out.x_hat.float()
-        pixels = x.shape[2] * x.shape[3]
-        bpp = out.bits.float() / pixels
-        mse = ((x_hat - x) ** 2).flatten(1).mean(1)
-        lam = self.model.lam(t)
-        loss = (bpp + lam * 255 ** 2 * mse).mean()
-        return loss, {"bpp": bpp.mean().item(), "mse": mse.mean().item(),
-                      "psnr": float(-10 * torch.log10(mse.detach().clamp_min(1e-10)).mean())}
+        t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen)
+        return rd_loss(self.fwd, self.model, x, t, self.cfg.bf16, self.device.type,
+                       postfilter=self.cfg.stage == "postfilter")
 
     def fit(self) -> Path | None:
         cfg = self.cfg
