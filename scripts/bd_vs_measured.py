@@ -28,6 +28,10 @@ def main(argv: list[str]) -> int:
     t = load(test)
     print(f"{test}: bpp " + " ".join(f"{v:.3f}" for v in t["bpp"]))
     print(f"{test}: PSNR " + " ".join(f"{v:.2f}" for v in t["psnr-rgb"]))
+    if t.get("encoding_time") and t.get("decoding_time"):
+        mean = lambda v: sum(v) / len(v)  # noqa: E731
+        print(f"{test}: mean encode {mean(t['encoding_time']):.2f} s, "
+              f"mean decode {mean(t['decoding_time']):.2f} s per image")
     for name in anchors:
         a = load(name)
         r = bd_rate(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
