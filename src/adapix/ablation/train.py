@@ -18,7 +18,6 @@ that finds one with the same settings continues from it (a finished one is reuse
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from ..config import ModelConfig
 from ..train.config import TrainConfig
 from ..train.data import CropSampler, ImageSet
-from ..train.loop import lr_at, rd_loss, sample_positions
+from ..train.loop import atomic_save, lr_at, rd_loss, sample_positions, trainable_parameters
 from .model import AblationModel, Variant, build_ablation_model
 
 
@@ -64,23 +63,6 @@ class TrainSummary:
     resumed_from: int       # step of the checkpoint this run started from (0: fresh)
 
 
-def _trainable(model: AblationModel) -> list[torch.nn.Parameter]:
-    """Stage "main" of the project trainer: everything but the post-filter."""
-    params = []
-    for name, p in model.named_parameters():
-        is_post = name.startswith("postfilter.") or name.startswith("generator.post")
-        p.requires_grad_(not is_post)
-        if not is_post:
-            params.append(p)
-    return params
-
-
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 _FREE = ("steps", "ckpt_minutes", "threads")  # settings that may change when resuming
 
 
@@ -108,7 +90,7 @@ def train_variant(variant: Variant, cfg: ModelConfig, settings: TrainSettings, d
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model = build_ablation_model(cfg, variant.context, variant.stream)
-    params = _trainable(model)
+    params = trainable_parameters(model, "main")
     opt = torch.optim.Adam(params, lr=tc.lr)
     gen = torch.Generator().manual_seed(settings.seed * 1000)
     step, elapsed, resumed, saved_loss = 0, 0.0, 0, float("nan")
@@ -134,9 +116,9 @@ def train_variant(variant: Variant, cfg: ModelConfig, settings: TrainSettings, d
         return sum(tail) / len(tail) if tail else saved_loss
 
     def save() -> None:
-        _save(path, {**key, "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+        atomic_save({**key, "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                      "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
-                     "gen_rng": gen.get_state(), "final_loss": final_loss()})
+                     "gen_rng": gen.get_state(), "final_loss": final_loss()}, path)
 
     sampler = CropSampler(data, tc.crop, tc.batch, gen)
     skipped = 0

@@ -76,7 +76,17 @@ def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: boo
                   "psnr": float(-10 * torch.log10(mse.detach().clamp_min(1e-10)).mean())}
 
 
-def _atomic_save(obj, path: Path) -> None:
+def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parameter]:
+    """Stage "main" trains everything but the post-filter; stage "postfilter" only it (sets
+    requires_grad accordingly and returns the trainable parameters)."""
+    post = stage == "postfilter"
+    for name, p in model.named_parameters():
+        is_post = name.startswith("postfilter.") or name.startswith("generator.post")
+        p.requires_grad_(is_post == post)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -170,12 +180,7 @@ class Trainer:
         self.skipped = 0
 
     def _trainable(self):
-        """Stage "main" trains everything but the post-filter; stage "postfilter" only it."""
-        post = self.cfg.stage == "postfilter"
-        for name, p in self.model.named_parameters():
-            is_post = name.startswith("postfilter.") or name.startswith("generator.post")
-            p.requires_grad_(is_post == post)
-        return [p for p in self.model.parameters() if p.requires_grad]
+        return trainable_parameters(self.model, self.cfg.stage)
 
     def _init_from(self, path: str) -> None:
         if path.endswith(".safetensors"):
@@ -202,7 +207,7 @@ class Trainer:
     def save(self) -> None:
         if self.rank != 0:
             return
-        _atomic_save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+        atomic_save({"model": self.model.state_dict(), "opt": self.opt.state_dict(),
                       "step": self.step, "elapsed": self.elapsed,
                       "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
                       "model_config": dataclasses.asdict(self.run.model),
