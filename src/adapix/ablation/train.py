@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import ModelConfig
+from ..hardware import training_bf16
 from ..train.config import TrainConfig
 from ..train.data import CropSampler, ImageSet
 from ..train.loop import atomic_save, lr_at, rd_loss, sample_positions, trainable_parameters
@@ -121,6 +122,7 @@ def train_variant(variant: Variant, cfg: ModelConfig, settings: TrainSettings, d
                      "gen_rng": gen.get_state(), "final_loss": final_loss()}, path)
 
     sampler = CropSampler(data, tc.crop, tc.batch, gen)
+    bf16 = training_bf16(tc.bf16, "cpu")
     skipped = 0
     last_ckpt = time.time()
     model.train()
@@ -133,7 +135,7 @@ def train_variant(variant: Variant, cfg: ModelConfig, settings: TrainSettings, d
                 g["lr"] = lr_at(tc, step)
             x = sampler()
             t = sample_positions(tc, len(cfg.lambdas), x.shape[0], gen)
-            loss, stats = rd_loss(model, model, x, t, tc.bf16)
+            loss, stats = rd_loss(model, model, x, t, bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)

@@ -23,20 +23,12 @@ from torch import nn
 from ..entropy.factorized import FactorizedPrior, round_ste
 from ..entropy.gaussian import gaussian_likelihood
 from ..entropy.msp import Step
+from ..hardware import bf16_is_fast
 from ..layers import GDN
 from ..model import AdapixModel, Latents
 from .cost import _crop, _lam
 
 PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def bf16_is_fast() -> bool:
-    """True when oneDNN has native bfloat16 kernels on this CPU (AVX512-BF16 / AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - old or unusual builds
-        return False
 
 
 class ProxySynthesis:

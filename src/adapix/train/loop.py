@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..hardware import training_bf16
 from ..model import AdapixModel
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
@@ -76,13 +77,16 @@ def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: boo
                   "psnr": float(-10 * torch.log10(mse.detach().clamp_min(1e-10)).mean())}
 
 
+def _is_postfilter(name: str) -> bool:
+    return name.startswith("postfilter.") or name.startswith("generator.post")
+
+
 def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parameter]:
     """Stage "main" trains everything but the post-filter; stage "postfilter" only it (sets
     requires_grad accordingly and returns the trainable parameters)."""
     post = stage == "postfilter"
     for name, p in model.named_parameters():
-        is_post = name.startswith("postfilter.") or name.startswith("generator.post")
-        p.requires_grad_(is_post == post)
+        p.requires_grad_(_is_postfilter(name) == post)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -150,6 +154,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.cfg.device == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.distributed else 0
         self.device = torch.device(self.cfg.device)
+        self.bf16 = training_bf16(self.cfg.bf16, self.device.type)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed + self.rank)
@@ -218,7 +223,7 @@ class Trainer:
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen)
-        return rd_loss(self.fwd, self.model, x, t, self.cfg.bf16, self.device.type,
+        return rd_loss(self.fwd, self.model, x, t, self.bf16, self.device.type,
                        postfilter=self.cfg.stage == "postfilter")
 
     def fit(self) -> Path | None:
