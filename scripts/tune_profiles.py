@@ -80,12 +80,9 @@ CONFIGS: dict[str, Preset] = {
 def parse_config(name: str) -> Preset:
     """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}]``,
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
-    ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``, ``-p{passes}``, ``-exact`` (screening rate from the
-    fixed-point coding model instead of the float one), ``-fresh`` (coding maps recomputed after
-    every changed step), ``-curv`` (curvature term in the candidate screen), ``-both`` (either neighbouring
-    integer, by predicted gain) and ``-true`` (every
-    chunk a true-cost evaluation instead of screened); no phase before ``+greedy``: the search
-    alone. Examples: ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``."""
+    ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
+    ``-p{passes}``, ``-fresh`` (coding maps recomputed after every changed step) and ``-curv``
+    (curvature term in the candidate screen); no phase before ``+greedy``: the search alone. Examples: ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``."""
     if name in CONFIGS:
         return CONFIGS[name]
     greedy = GreedySearch()
@@ -93,16 +90,10 @@ def parse_config(name: str) -> Preset:
         name, g = name.split("+greedy")
         greedy = GREEDY
         for o in g.split("-")[1:]:
-            if o == "true":  # every chunk verified by a true-cost evaluation
-                greedy = replace(greedy, screen=False)
-            elif o in ("exact", "float"):  # the rate of the screening cost
-                greedy = replace(greedy, screen_rate=o)
-            elif o == "fresh":  # coding maps recomputed after every changed step
+            if o == "fresh":  # coding maps recomputed after every changed step
                 greedy = replace(greedy, fresh_maps=True)
             elif o == "curv":  # second-order distortion term in the candidate screen
                 greedy = replace(greedy, curvature=True)
-            elif o == "both":  # candidates: q + 1 or q - 1, by predicted gain
-                greedy = replace(greedy, both_directions=True)
             elif o[:1] in "ftcnvp" and o[1:]:
                 field = {"f": "fraction", "t": "threshold", "c": "chunks", "n": "max_evals",
                          "v": "verify_every", "p": "passes"}[o[0]]

@@ -10,7 +10,7 @@ from ..entropy.msp import Step
 from ..model import AdapixModel, Latents
 from .cost import _crop, _lam
 from .presets import RANDOM_SEED, GreedySearch
-from .run import _Run, _State
+from .run import _Run
 
 
 def _step_view(t: torch.Tensor, step: Step, scales: int, mg: int) -> torch.Tensor:
@@ -98,24 +98,19 @@ def _distortion_curvature(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
 
 @torch.no_grad()
 def _screen_cost(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.Tensor,
-                 precision: str, rate: str = "float") -> float:
+                 precision: str) -> float:
     """A cheap stand-in for the true cost, for the decisions inside the greedy search.
 
-    Rate: ``"exact"``, the ideal code length of y under the coding model (fixed point, snapped,
-    as coded, without the ANS); ``"float"``, that of the float32 MSP model (the proxy's STE rate;
-    ~5x faster, the same up to the snapping). Distortion: lambda * 255^2 * MSE of the
-    ``precision`` proxy synthesis, clamped to [0, 1]. z and s do not change during the search,
-    so their bits are left out."""
+    Rate: the ideal code length of y under the float32 MSP model (the proxy's STE rate; about 5x
+    faster than replaying the fixed-point coding model, and the same up to the snapping of means
+    and scales). Distortion: lambda * 255^2 * MSE of the ``precision`` proxy synthesis, clamped
+    to [0, 1]. z and s do not change during the search, so their bits are left out."""
     model = run.model
-    if rate == "exact":
-        y_hat, bits = model.msp.code(feats, y, _RecordingCoder(), model.snap, model.fixed_nets())
-    else:
-        y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
-        bits = float(bits_t.sum())
+    y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
     x_hat = run.synthesis(precision)(y_hat.float(), s_hat.float())
     mse = float(((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean())
     pixels = int(run.hw[0]) * int(run.hw[1])
-    return bits / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
+    return float(bits_t.sum()) / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
 
 
 def _element_bits(q: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -148,22 +143,14 @@ def _candidates(run: _Run, gs: GreedySearch, step, y: torch.Tensor, mu_map, std_
         gain = g * d + (_element_bits(q_new, std) - _element_bits(q, std)) / pixels
         return gain if c is None else gain + 0.5 * c * d ** 2
 
-    if gs.both_directions:  # q + 1 or q - 1, whichever is predicted to pay more
-        up, down = (q + 1).clamp(-m, m - 1), (q - 1).clamp(-m, m - 1)
-        g_up, g_down = predicted(up), predicted(down)
-        q_new = torch.where(g_up <= g_down, up, down)
-        gain = torch.minimum(g_up, g_down).flatten()
-        n_cand = max(1, int(gs.fraction * gain.numel()))
-        order = torch.argsort(gain)[:n_cand]
-        keep = (gain[order] < 0) & (q_new.flatten()[order] != q.flatten()[order])
-    else:  # the other of the two integers around y - mu, nearest the boundary first
-        q_new = (q + torch.where(frac >= 0, 1.0, -1.0)).clamp(-m, m - 1)
-        gain = predicted(q_new)
-        flat_dist = (0.5 - frac.abs()).flatten()
-        n_cand = max(1, int(gs.fraction * flat_dist.numel()))
-        order = torch.argsort(flat_dist)[:n_cand]
-        keep = (flat_dist[order] <= gs.threshold) & (gain.flatten()[order] < 0) & (
-            q_new.flatten()[order] != q.flatten()[order])
+    # the other of the two integers around y - mu, nearest the boundary first
+    q_new = (q + torch.where(frac >= 0, 1.0, -1.0)).clamp(-m, m - 1)
+    gain = predicted(q_new)
+    flat_dist = (0.5 - frac.abs()).flatten()
+    n_cand = max(1, int(gs.fraction * flat_dist.numel()))
+    order = torch.argsort(flat_dist)[:n_cand]
+    keep = (flat_dist[order] <= gs.threshold) & (gain.flatten()[order] < 0) & (
+        q_new.flatten()[order] != q.flatten()[order])
     cand = order[keep]
     if cand.numel() == 0:
         return None
@@ -184,15 +171,8 @@ def _flipped(y: torch.Tensor, step, scales: int, mg: int, idx: torch.Tensor,
 
 
 def _greedy(run: _Run, gs: GreedySearch) -> None:
-    """Greedy flips of rounding decisions of y, step by step in MSP order (see GreedySearch)."""
-    if gs.screen:
-        _greedy_screened(run, gs)
-    else:
-        _greedy_true(run, gs)
-
-
-def _greedy_screened(run: _Run, gs: GreedySearch) -> None:
-    """The greedy search with cheap decisions: chunks are kept when the screening cost
+    """Greedy flips of rounding decisions of y, step by step in MSP order (see
+    :class:`GreedySearch`), with cheap decisions: chunks are kept when the screening cost
     (:func:`_screen_cost`) drops; the true cost is measured after every ``gs.verify_every`` MSP
     steps that changed something, and those steps' flips are dropped unless it dropped too.
     The coding maps (snapped means, scales) and the distortion gradient that choose the
@@ -210,17 +190,22 @@ def _greedy_screened(run: _Run, gs: GreedySearch) -> None:
     curv = None
     pending = pending_kept = pending_flips = 0
     steps = model.msp.steps() * max(1, gs.passes)
+    maps_seconds = 0.0  # what the last recomputation of the maps took (a budget reserve)
     for k, step in enumerate(steps):
-        if evals >= gs.max_evals or run.out_of_time(reserve=(1 + bool(pending)) * run.eval_seconds):
+        new_maps = maps_of is None or (maps_of is not y_state and (gs.fresh_maps or not pending))
+        reserve = (1 + bool(pending)) * run.eval_seconds + (maps_seconds if new_maps else 0.0)
+        if evals >= gs.max_evals or run.out_of_time(reserve=reserve):
             break
-        if maps_of is None or (maps_of is not y_state and (gs.fresh_maps or not pending)):
+        if new_maps:
+            t_maps = run.clock()
             lat = Latents(y=y_state, z=base.lat.z, s=base.lat.s)
             mu_map, std_map, y_hat, s_hat = _coding_maps(model, lat)
             grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
             if gs.curvature and curv is None:
                 curv = _distortion_curvature(run, y_hat, s_hat, gs.precision)
-            cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision, gs.screen_rate)
+            cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision)
             maps_of = y_state
+            maps_seconds = run.clock() - t_maps
         found = _candidates(run, gs, step, y_state, mu_map, std_map, grad, curv)
         if found is not None:
             cand, target = found
@@ -229,7 +214,7 @@ def _greedy_screened(run: _Run, gs: GreedySearch) -> None:
                 if run.out_of_time(reserve=2 * run.eval_seconds):
                     break
                 y_try = _flipped(y_cur, step, S, mg, chunk, target)
-                c = _screen_cost(run, feats, y_try, s_hat, gs.precision, gs.screen_rate)
+                c = _screen_cost(run, feats, y_try, s_hat, gs.precision)
                 run.stats.greedy_tried += 1
                 if c < cur_screen:
                     y_cur, cur_screen = y_try, c
@@ -250,35 +235,3 @@ def _greedy_screened(run: _Run, gs: GreedySearch) -> None:
             pending = pending_kept = pending_flips = 0
     if pending and evals < gs.max_evals:  # stopped with unverified flips: verify them
         run.evaluate(Latents(y=y_state, z=base.lat.z, s=base.lat.s), "greedy", evals)
-
-
-def _greedy_true(run: _Run, gs: GreedySearch) -> None:
-    """The greedy search with every chunk verified by a true-cost evaluation."""
-    model = run.model
-    S, mg = model.cfg.scales, model.cfg.M // model.cfg.groups
-    evals = 0
-    maps_of: _State | None = None  # the state the coding maps and the gradient belong to
-    for step in model.msp.steps():
-        if evals >= gs.max_evals or run.out_of_time(reserve=run.eval_seconds):
-            break
-        best = run.best
-        if best is not maps_of:
-            mu_map, std_map, y_hat, s_hat = _coding_maps(model, best.lat)
-            grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
-            maps_of = best
-        found = _candidates(run, gs, step, best.lat.y, mu_map, std_map, grad)
-        if found is None:
-            continue
-        cand, target = found
-        for chunk in torch.tensor_split(cand, min(gs.chunks, cand.numel())):
-            if evals >= gs.max_evals or run.out_of_time(reserve=run.eval_seconds):
-                break
-            before = run.best
-            y_try = _flipped(before.lat.y, step, S, mg, chunk, target)
-            lat = Latents(y=y_try, z=before.lat.z, s=before.lat.s)
-            run.evaluate(lat, "greedy", evals)
-            evals += 1
-            run.stats.greedy_tried += 1
-            if run.best is not before:
-                run.stats.greedy_kept += 1
-                run.stats.greedy_flips += int(chunk.numel())

@@ -86,16 +86,17 @@ class GreedySearch:
     ``threshold`` of a rounding boundary (distance in quantisation steps, at most ``fraction`` of
     the step's elements, nearest first) are candidates. A first-order screen keeps those whose
     flip is predicted to lower the cost (exact rate change of the element under its Gaussian +
-    distortion gradient); they are sorted by predicted gain and tried in ``chunks`` chunks. A
-    chunk is flipped at once (vectorised) and kept only if the true cost drops. At most
-    ``max_evals`` true-cost evaluations are spent.
+    distortion gradient); they are sorted by predicted gain and tried in ``chunks`` chunks, each
+    flipped at once (vectorised). At most ``max_evals`` true-cost evaluations are spent.
 
-    ``screen`` (default): a chunk is kept when a cheap screening cost drops (exact ideal code
-    length of y under the coding model + distortion of the ``precision`` proxy synthesis), and
-    the true cost is measured after every ``verify_every`` MSP steps that changed something (their
-    flips are dropped unless it drops too): about 5x cheaper per chunk than ``screen=False``, where every chunk is a
-    true-cost evaluation. Under a time budget, the gradient phases leave ``time_share`` of the
-    budget to the search.
+    A chunk is kept when a cheap screening cost drops (ideal code length of y under the float
+    MSP model + distortion of the ``precision`` proxy synthesis), and the true cost is measured
+    after every ``verify_every`` MSP steps that changed something (their flips are dropped unless
+    it drops too). ``fresh_maps``: the coding maps (snapped means and scales) that choose the
+    candidates are recomputed after every step that changed, since a flip changes the context of
+    everything coded after it. ``curvature`` adds a per-channel second-order distortion term to
+    the predicted gain; ``passes`` runs the MSP steps that many times. Under a time budget, the
+    gradient phases leave ``time_share`` of the budget to the search.
     """
 
     enabled: bool = False
@@ -104,13 +105,10 @@ class GreedySearch:
     chunks: int = 3
     max_evals: int = 48
     time_share: float = 0.25
-    screen: bool = True
     verify_every: int = 1
-    screen_rate: str = "float"
     fresh_maps: bool = False
     curvature: bool = False
     passes: int = 1
-    both_directions: bool = False
     precision: str = "auto"
 
 
