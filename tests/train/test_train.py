@@ -214,3 +214,22 @@ def test_resume_with_another_model_config_is_refused(data_dir, tmp_path):
     other = RunConfig(model=dataclasses.replace(other.model, M=32), train=other.train)
     with pytest.raises(ValueError):
         Trainer(other, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("stage", ["main", "postfilter"])
+def test_validation_uses_the_post_filter_in_its_stage(stage, monkeypatch):
+    """Validation codes real bitstreams; in stage "postfilter" it decodes with the post-filter it
+    trains (else its numbers could not show what the stage buys)."""
+    from adapix.model import AdapixModel
+    from adapix.train.loop import validate
+
+    torch.manual_seed(0)
+    model = AdapixModel(TINY)
+    calls = []
+    real = model.postfilter.forward
+    monkeypatch.setattr(model.postfilter, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    cfg = TrainConfig(stage=stage, val_qualities=(50.0,))
+    (r,) = validate(model, [img], cfg, step=7)
+    assert r.step == 7 and r.bpp > 0 and np.isfinite(r.psnr)
+    assert bool(calls) is (stage == "postfilter")

@@ -113,13 +113,16 @@ def split_data(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
 
 
 @torch.no_grad()
-def validate(model: AdapixModel, images: list[np.ndarray], cfg: TrainConfig, step: int) -> list[ValResult]:
-    """Real bitstreams: compress + decompress of each validation image at a few qualities."""
+def validate(model: AdapixModel, images: list[np.ndarray], cfg: TrainConfig, step: int
+             ) -> list[ValResult]:
+    """Real bitstreams: compress + decompress of each validation image at a few qualities (with
+    the post-filter in stage "postfilter", the stage that trains it)."""
     from ..images import crop, pad_to_multiple
     from ..model import quality_to_position
 
     model.eval()
     build_tables(model)
+    post = cfg.stage == "postfilter"
     out = []
     for q in cfg.val_qualities:
         t = quality_to_position(model.cfg, q)
@@ -127,8 +130,8 @@ def validate(model: AdapixModel, images: list[np.ndarray], cfg: TrainConfig, ste
         for img in images:
             x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
             xp, hw = pad_to_multiple(x, model.cfg.pad_multiple)
-            res = model.compress(xp, t)
-            x_dec = model.decompress(res.streams, xp.shape[-2:], t)
+            res = model.compress(xp, t, postfilter=post)
+            x_dec = model.decompress(res.streams, xp.shape[-2:], t, postfilter=post)
             if not torch.equal(x_dec, res.x_hat):
                 raise RuntimeError("validation: decoded image differs from encoder reconstruction")
             n = hw[0] * hw[1]
