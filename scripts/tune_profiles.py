@@ -81,7 +81,8 @@ def parse_config(name: str) -> Preset:
     """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}]``,
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
-    ``-p{passes}``, ``-fresh`` (coding maps recomputed after every changed step) and ``-curv``
+    ``-p{passes}``, ``-noscreen`` (a step's candidates at once, verified only by the true cost),
+    ``-fresh`` (coding maps recomputed after every changed step) and ``-curv``
     (curvature term in the candidate screen); no phase before ``+greedy``: the search alone. Examples: ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``."""
     if name in CONFIGS:
         return CONFIGS[name]
@@ -90,7 +91,9 @@ def parse_config(name: str) -> Preset:
         name, g = name.split("+greedy")
         greedy = GREEDY
         for o in g.split("-")[1:]:
-            if o == "fresh":  # coding maps recomputed after every changed step
+            if o == "noscreen":  # a step's candidates flipped at once, verified by true cost
+                greedy = replace(greedy, screen=False)
+            elif o == "fresh":  # coding maps recomputed after every changed step
                 greedy = replace(greedy, fresh_maps=True)
             elif o == "curv":  # second-order distortion term in the candidate screen
                 greedy = replace(greedy, curvature=True)

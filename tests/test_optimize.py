@@ -152,11 +152,11 @@ def test_time_budget_stops_gracefully(model, image):
     assert out.stats.history[-1][0] == "p"  # the last state was looked at
 
 
-@pytest.mark.parametrize("fresh_maps", [False, True])
-def test_greedy_search_never_increases_the_cost(model, image, fresh_maps):
+@pytest.mark.parametrize("fresh_maps,screen", [(False, True), (True, True), (True, False)])
+def test_greedy_search_never_increases_the_cost(model, image, fresh_maps, screen):
     xp, hw = image
     gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, chunks=2, max_evals=10,
-                      fresh_maps=fresh_maps)
+                      fresh_maps=fresh_maps, screen=screen, curvature=not screen)
     out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
     assert out.stats.final_cost <= out.stats.initial_cost
     # chunks are screened; one true evaluation per MSP step with kept chunks

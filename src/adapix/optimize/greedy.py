@@ -203,14 +203,19 @@ def _greedy(run: _Run, gs: GreedySearch) -> None:
             grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
             if gs.curvature and curv is None:
                 curv = _distortion_curvature(run, y_hat, s_hat, gs.precision)
-            cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision)
+            if gs.screen:
+                cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision)
             maps_of = y_state
             maps_seconds = run.clock() - t_maps
         found = _candidates(run, gs, step, y_state, mu_map, std_map, grad, curv)
         if found is not None:
             cand, target = found
             y_cur, kept, flips = y_state, 0, 0
-            for chunk in torch.tensor_split(cand, min(gs.chunks, cand.numel())):
+            if not gs.screen:  # all the step's candidates at once; the verification decides
+                y_cur, kept, flips = _flipped(y_cur, step, S, mg, cand, target), 1, int(cand.numel())
+                run.stats.greedy_tried += 1
+            chunks = torch.tensor_split(cand, min(gs.chunks, cand.numel())) if gs.screen else ()
+            for chunk in chunks:
                 if run.out_of_time(reserve=2 * run.eval_seconds):
                     break
                 y_try = _flipped(y_cur, step, S, mg, chunk, target)

@@ -92,7 +92,9 @@ class GreedySearch:
     A chunk is kept when a cheap screening cost drops (ideal code length of y under the float
     MSP model + distortion of the ``precision`` proxy synthesis), and the true cost is measured
     after every ``verify_every`` MSP steps that changed something (their flips are dropped unless
-    it drops too). ``fresh_maps``: the coding maps (snapped means and scales) that choose the
+    it drops too). ``screen=False`` skips the screening cost (one synthesis per chunk): all of a
+    step's candidates are flipped at once, and only the true-cost verification decides; for CPUs
+    where a synthesis is slow. ``fresh_maps``: the coding maps (snapped means and scales) that choose the
     candidates are recomputed after every step that changed, since a flip changes the context of
     everything coded after it. ``curvature`` adds a per-channel second-order distortion term to
     the predicted gain; ``passes`` runs the MSP steps that many times. Under a time budget, the
@@ -106,6 +108,7 @@ class GreedySearch:
     max_evals: int = 48
     time_share: float = 0.25
     verify_every: int = 1
+    screen: bool = True
     fresh_maps: bool = False
     curvature: bool = False
     passes: int = 1
