@@ -74,6 +74,11 @@ CONFIGS: dict[str, Preset] = {
     "old-best": Preset(phases=(Phase("lof", iters=250, lr=0.05, rate_mode="ste", lr_final=0.05,
                                      eval_every=25, precision="fp32"),), greedy=GREEDY),
     "greedy-only": Preset(greedy=GREEDY),
+    # balanced as it was in session 3 (40 noise steps on y and s, then the fresh-map search)
+    "balanced-s3": Preset(phases=(Phase("lof", iters=40, lr=0.08, rate_mode="noise",
+                                        optimize=("y", "s"), lr_final=0.1, eval_every=40),),
+                          greedy=GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=8,
+                                              verify_every=4, fresh_maps=True)),
 }
 
 

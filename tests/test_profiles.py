@@ -35,10 +35,11 @@ def test_profiles_exist_and_are_data():
         assert name in container.PROFILES.values()  # the header can name it
     assert not PROFILES["fast"].preset.optimizes and not PROFILES["fast"].postfilter
     bal, best = PROFILES["balanced"].preset, PROFILES["best"].preset
-    assert bal.phases and bal.greedy.enabled and not bal.postfilter
+    assert bal.optimizes and bal.greedy.enabled and not bal.postfilter
     assert best.greedy.enabled and best.postfilter and PROFILES["best"].postfilter
     assert "s" in best.phases[0].optimize  # continuous mode decision: the model stream moves
     assert sum(p.iters for p in best.phases) > sum(p.iters for p in bal.phases)
+    assert PROFILES["best"].time_budget > PROFILES["balanced"].time_budget
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):

@@ -8,9 +8,10 @@ depends on the profile (only the post-filter flag, stored in the file, adds a sm
 the decoder).
 
 * ``fast``: no online optimisation; encoding costs about one decode.
-* ``balanced``: latent overfitting (Campos et al. 2019): a short Adam phase (40 iterations) on
-  the latents y and the model stream s with additive-noise rounding, then the greedy search over
-  rounding decisions; 30 s default budget for a 768x512 image.
+* ``balanced``: the greedy search over the rounding decisions of the latents (the discrete
+  half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to two passes in MSP
+  order with the coding maps recomputed after every changed step; 30 s default budget for a
+  768x512 image. Gradient steps on the latents bought less per second here (docs/ablations.md).
 * ``best``: a longer phase (160 iterations) on y, z and s (continuous mode decision: s generates
   decoder weights), two passes of the greedy search, and the post-filter (used when the weights
   have a trained post-filter); 120 s default budget for a 768x512 image.
@@ -33,18 +34,21 @@ from .optimize import GreedySearch, Phase, Preset, optimize_latents
 FAST = Preset()
 
 # Chosen with scripts/tune_profiles.py on 768x512 and 384x256 crops of training photos
-# (../shared/data/train/sun_hays80), never on the evaluation set; with the 16 500-step model,
-# additive noise beat straight-through rounding and SGA for the gradient phase at these short
-# budgets, moving y and s (the model stream) beat moving y alone, and the greedy search with the
-# coding maps recomputed after every changed MSP step ("fresh") gave most of the gain.
-# Re-check them when the shipped model changes.
+# (../shared/data/train/sun_hays80), never on the evaluation set. With the 16 500-step model on an
+# AVX-512 CPU, additive noise beat straight-through rounding and SGA for the gradient phase,
+# moving y and s (the model stream) beat moving y alone, and the greedy search with the coding
+# maps recomputed after every changed MSP step ("fresh") gave most of the gain; two fresh passes
+# with the curvature term, without any gradient phase, gave the most (docs/ablations.md). With
+# the 25 357-step model on an AVX2 CPU without bf16 (session 4), under the 30 s budget, the
+# greedy search alone (chunks 3, verify every 8 steps, fresh, curvature) gave -0.63% BD-rate
+# against fast where the earlier balanced preset (40 noise steps on y and s, then the search)
+# gave -0.18%. Re-check them when the shipped model or the machine changes.
 _GREEDY = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=8, verify_every=4,
                        fresh_maps=True)
 
 BALANCED = Preset(
-    phases=(Phase("lof", iters=40, lr=0.08, rate_mode="noise", optimize=("y", "s"),
-                  lr_final=0.1, eval_every=40),),
-    greedy=_GREEDY,
+    greedy=GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
+                        fresh_maps=True, curvature=True, passes=2),
 )
 
 BEST = Preset(
@@ -97,9 +101,9 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", "no online optimisation: encoding is about as fast as decoding", FAST),
-    "balanced": Profile("balanced", "short per-image latent optimisation (40 gradient steps + greedy "
-                        "rounding search, 30 s per 768x512 image): a "
-                        "better size/quality trade-off, much slower encoding",
+    "balanced": Profile("balanced", "per-image greedy search over the latents' rounding "
+                        "decisions (30 s per 768x512 image): a better size/quality trade-off, "
+                        "much slower encoding",
                         BALANCED, time_budget=30.0),
     "best": Profile("best", "long per-image optimisation (160 gradient steps on latents and model "
                     "stream, two greedy rounding passes, post-filter, 120 s per 768x512 "
