@@ -49,9 +49,9 @@ def _phase_deadlines(run: _Run, preset: Preset) -> list[float | None]:
 
 @functools.cache
 def _warm_up_adam() -> None:
-    """The first ``torch.optim.Adam`` of a process imports torch._dynamo (1.8 s measured on an
-    AVX2 EPYC core): a one-time start-up cost, paid before the time budget's clock starts so that
-    it does not eat a short budget's first phase."""
+    """The first ``torch.optim.Adam`` of a process imports torch._dynamo (2.4-2.7 s on an AVX2
+    EPYC core, scripts/cpu_check.py): a one-time start-up cost, paid before the time budget's
+    clock starts so that it does not eat a short budget's first phase."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
