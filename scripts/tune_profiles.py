@@ -87,8 +87,14 @@ def parse_config(name: str) -> Preset:
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
     ``-p{passes}``, ``-noscreen`` (a step's candidates at once, verified only by the true cost),
-    ``-fresh`` (coding maps recomputed after every changed step) and ``-curv``
-    (curvature term in the candidate screen); no phase before ``+greedy``: the search alone. Examples: ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``."""
+    ``-fresh`` (coding maps recomputed after every changed step), ``-curv``
+    (curvature term in the candidate screen) and ``-fp32``/``-fp32cl``/``-bf16`` (precision of
+    the search's proxy synthesis; default auto); no phase before ``+greedy``: the search alone.
+    A final ``+pf`` turns the decoder's post-filter on (for the search and the result), e.g.
+    ``fast+pf``, ``balanced+pf``. Examples: ``noise40``, ``noise40-lr0.08-y``,
+    ``noise160+greedy``."""
+    if name.endswith("+pf"):
+        return replace(parse_config(name[:-len("+pf")]), postfilter=True)
     if name in CONFIGS:
         return CONFIGS[name]
     greedy = GreedySearch()
@@ -102,6 +108,8 @@ def parse_config(name: str) -> Preset:
                 greedy = replace(greedy, fresh_maps=True)
             elif o == "curv":  # second-order distortion term in the candidate screen
                 greedy = replace(greedy, curvature=True)
+            elif o in ("fp32", "fp32cl", "bf16"):  # precision of the search's proxy synthesis
+                greedy = replace(greedy, precision=o)
             elif o[:1] in "ftcnvp" and o[1:]:
                 field = {"f": "fraction", "t": "threshold", "c": "chunks", "n": "max_evals",
                          "v": "verify_every", "p": "passes"}[o[0]]
@@ -121,7 +129,7 @@ def parse_config(name: str) -> Preset:
                 kw["lr"] = float(o[2:])
             elif o in ("y", "ys", "yz", "yzs"):
                 kw["opt"] = tuple(o)
-            elif o in ("fp32", "bf16"):
+            elif o in ("fp32", "fp32cl", "bf16"):
                 kw["precision"] = o
             elif o.startswith("e"):
                 kw["evals"] = int(o[1:])
@@ -149,10 +157,11 @@ def run_one(model, x, quality: float, preset: Preset, budget: float | None) -> d
     t0 = time.perf_counter()
     if not preset.optimizes:
         with torch.no_grad():
-            res = model.compress(xp, t)
+            res = model.compress(xp, t, postfilter=preset.postfilter)
         cost, stats = rd_cost_of(model, res, xp, hw, t), None
     else:
-        out = optimize_latents_ex(model, xp, hw, t, preset, time_budget=budget, postfilter=False)
+        out = optimize_latents_ex(model, xp, hw, t, preset, time_budget=budget,
+                                  postfilter=preset.postfilter)
         res, cost, stats = out.result, out.stats.final_cost, out.stats
     seconds = time.perf_counter() - t0
     bpp, psnr = measure(res, xp, hw)
@@ -196,9 +205,12 @@ def summarise(rows: list[dict], configs: list[str], images: list[str],
 
 
 def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
-    """Median seconds of one gradient iteration (proxy forward + backward) on the first crop, the
-    variants interleaved so that they see the same machine load, and of one true-cost
-    evaluation (a real coding)."""
+    """Median seconds of one gradient iteration (proxy forward + backward), of the proxy
+    synthesis' forward pass alone and of one true-cost evaluation (a real coding) on the first
+    crop, the variants interleaved so that they see the same machine load. The bf16 variants
+    only where the CPU has native bf16 kernels (elsewhere bf16 convolutions are about 10x slower,
+    scripts/cpu_check.py, and ``auto`` never picks them)."""
+    from adapix.hardware import bf16_is_fast
     from adapix.model import Latents
     from adapix.optimize import proxy_loss, rd_cost_true
     from adapix.optimize.proxy import ProxySynthesis, _factorized_bits, _frozen
@@ -210,6 +222,7 @@ def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
     times: dict[str, list[float]] = {}
     with _frozen(model):
         fp32 = ProxySynthesis(model, t, False, "fp32")
+        fp32cl = ProxySynthesis(model, t, False, "fp32cl")
         bf16 = ProxySynthesis(model, t, False, "bf16")
         with torch.no_grad():
             z_hat = torch.round(lat.z)
@@ -221,11 +234,23 @@ def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
                                     synthesis=synth, hyper=hyper if fixed_z else None)
             loss.backward()
 
-        variants = {"float32 proxy, y z s (before)": lambda: step(fp32, False),
-                    "bf16 proxy, y z s": lambda: step(bf16, False),
-                    "bf16 proxy, y s (z fixed: h_s cached)": lambda: step(bf16, True),
-                    "true-cost evaluation (real coding)":
-                        lambda: rd_cost_true(model, lat, t, xp, hw, False)}
+        y_hat, s_hat = torch.round(lat.y), torch.round(lat.s)
+
+        def forward(synth):
+            with torch.no_grad():
+                synth(y_hat, s_hat)
+
+        variants = {"synthesis forward only, float32 module": lambda: forward(fp32),
+                    "synthesis forward only, fp32cl": lambda: forward(fp32cl),
+                    "float32 proxy (the model's synthesis), y z s": lambda: step(fp32, False),
+                    "fp32cl proxy (channels_last, sub-pixel last layer), y z s":
+                        lambda: step(fp32cl, False),
+                    "fp32cl proxy, y s (z fixed: h_s cached)": lambda: step(fp32cl, True)}
+        if bf16_is_fast():
+            variants.update({"bf16 proxy, y z s": lambda: step(bf16, False),
+                             "bf16 proxy, y s (z fixed: h_s cached)": lambda: step(bf16, True)})
+        variants["true-cost evaluation (real coding)"] = \
+            lambda: rd_cost_true(model, lat, t, xp, hw, False)
         for f in variants.values():  # warm-up
             f()
         for _ in range(repeats):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from adapix.hardware import bf16_is_fast
 from adapix.images import pad_to_multiple
 from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, measure,
                              optimize_latents, optimize_latents_ex, proxy_loss, rd_cost_true,
@@ -361,7 +362,7 @@ def test_phase_cut_short_by_its_deadline_ends_its_schedule(model, image, monkeyp
     assert seen[0] == pytest.approx(0.5, rel=0.2) and seen[-1] == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("precision", ["bf16", "fp32", "fp32cl"])
 def test_proxy_synthesis_matches_the_model(model, image, precision):
     from adapix.optimize.proxy import ProxySynthesis, _frozen
 
@@ -381,6 +382,32 @@ def test_proxy_synthesis_matches_the_model(model, image, precision):
     for a, b in ((gy, gy_ref), (gs, gs_ref)):
         cos = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
         assert cos > (0.99 if precision == "bf16" else 0.99999)
+
+
+@pytest.mark.parametrize("cin,cout,h,w", [(4, 3, 5, 7), (6, 2, 1, 1), (3, 5, 8, 2)])
+def test_subpixel_weight_computes_the_transposed_convolution(cin, cout, h, w):
+    from adapix.optimize.proxy import subpixel_weight
+
+    gen = torch.Generator().manual_seed(cin * 100 + h)
+    x = torch.randn(1, cin, h, w, generator=gen, dtype=torch.float64)
+    wt = torch.randn(cin, cout, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv_transpose2d(x, wt, stride=2, padding=2, output_padding=1)
+    alt = torch.nn.functional.pixel_shuffle(
+        torch.nn.functional.conv2d(x, subpixel_weight(wt), padding=1), 2)
+    assert alt.shape == ref.shape and torch.allclose(alt, ref, atol=1e-12)
+    (g_ref,) = torch.autograd.grad(ref.sum(), wt)  # differentiable in the weight (s moves it)
+    (g_alt,) = torch.autograd.grad(alt.sum(), wt)
+    assert torch.allclose(g_alt, g_ref, atol=1e-12)
+
+
+def test_auto_precision_is_bf16_only_where_bf16_is_fast(model, monkeypatch):
+    from adapix.optimize import proxy as proxy_mod
+
+    for fast, expected in ((True, "bf16"), (False, "fp32cl")):
+        monkeypatch.setattr(proxy_mod, "bf16_is_fast", lambda fast=fast: fast)
+        assert proxy_mod.ProxySynthesis(model, T, False, "auto").precision == expected
+    with pytest.raises(ValueError, match="precision"):
+        proxy_mod.ProxySynthesis(model, T, False, "fp16")
 
 
 def test_proxy_with_cached_hyper_equals_the_full_proxy(model, image):
@@ -413,7 +440,8 @@ def test_variants_never_lose_and_decode_exactly(model, image, optimize, precisio
                                   eval_every=8),))
     out = optimize_latents_ex(model, xp, hw, T, preset)
     assert out.stats.final_cost <= fast_cost and out.stats.iterations == 8
-    assert out.stats.proxy_precision in ("bf16", "fp32")
+    auto = "bf16" if bf16_is_fast() else "fp32cl"
+    assert out.stats.proxy_precision == (auto if precision == "auto" else precision)
     if "z" not in optimize:
         assert torch.equal(out.latents.z, model.analyse(xp, torch.tensor([T])).z)
     assert torch.equal(model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, False),

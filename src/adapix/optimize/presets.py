@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 RATE_MODES = ("ste", "noise", "sga")
+PRECISIONS = ("auto", "bf16", "fp32", "fp32cl")  # of the proxy synthesis, see ProxySynthesis
 RANDOM_SEED = 0  # seed of the random relaxations (noise, SGA) during one optimisation
 LATENT_NAMES = ("y", "z", "s")
 
@@ -25,7 +26,8 @@ class Phase:
     * ``eval_every``: the true cost is measured every that many iterations (and at the end).
       Each measurement codes the image for real (about the cost of three proxy iterations).
     * ``precision`` of the proxy's synthesis (:class:`adapix.optimize.proxy.ProxySynthesis`):
-      ``"auto"`` (bf16 where the CPU has native bf16 kernels), ``"bf16"`` or ``"fp32"``.
+      ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32cl), ``"bf16"``,
+      ``"fp32"`` (the model's own synthesis) or ``"fp32cl"`` (float32, channels_last).
 
     The schedules (learning rate, SGA temperature) run on the phase's *progress* p in [0, 1]:
     i / (iters - 1), or, under a time budget, the fraction of the phase's share of the time
@@ -43,9 +45,8 @@ class Phase:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got "
-                             f"{self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.rate_mode not in RATE_MODES:
             raise ValueError(f"rate_mode must be one of {RATE_MODES}, got {self.rate_mode!r}")
         bad = set(self.optimize) - set(LATENT_NAMES)
