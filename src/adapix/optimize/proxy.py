@@ -34,7 +34,6 @@ from .cost import _crop, _lam
 from .presets import PRECISIONS
 
 
-
 def _subpixel_taps() -> torch.Tensor:
     """(2, 2, 3, 3) index into a flattened 5x5 kernel (25 = a zero tap), see subpixel_weight."""
     idx = torch.full((2, 2, 3, 3), 25, dtype=torch.long)
@@ -71,8 +70,8 @@ class ProxySynthesis:
     bfloat16 and channels_last from weights converted once (GDN's reparametrisation done once;
     the post-filter, if any, and the weight generator stay float32); ``"fp32cl"`` does the same
     in float32, with the last layer as a sub-pixel convolution (:func:`subpixel_weight`);
-    ``"auto"`` is bf16 when the CPU has native bf16 kernels, else fp32cl. Call with (y_hat (1, M, h, w), s_hat (1, D)) ->
-    x_hat (1, 3, 16h, 16w) float32, differentiable in both.
+    ``"auto"`` is bf16 when the CPU has native bf16 kernels, else fp32cl. Call with
+    (y_hat (1, M, h, w), s_hat (1, D)) -> x_hat (1, 3, 16h, 16w) float32, differentiable in both.
     """
 
     def __init__(self, model: AdapixModel, t: float, postfilter: bool, precision: str = "auto"):
@@ -122,7 +121,7 @@ class ProxySynthesis:
                 h = h * torch.sqrt(norm) if inverse else h * torch.rsqrt(norm)
         last = m.g_s.last
         w = last.weight + gen.synthesis_delta[0]
-        if self.precision == "fp32cl":  # as a 3x3 convolution + pixel shuffle: ~3x faster here
+        if self.precision == "fp32cl":  # a 3x3 convolution + pixel shuffle (faster than convT)
             w = subpixel_weight(w).contiguous(memory_format=torch.channels_last)
             x_hat = F.pixel_shuffle(F.conv2d(h, w, last.bias.repeat_interleave(4), padding=1), 2)
         else:
