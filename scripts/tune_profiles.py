@@ -223,7 +223,6 @@ def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
     with _frozen(model):
         fp32 = ProxySynthesis(model, t, False, "fp32")
         fp32cl = ProxySynthesis(model, t, False, "fp32cl")
-        bf16 = ProxySynthesis(model, t, False, "bf16")
         with torch.no_grad():
             z_hat = torch.round(lat.z)
             hyper = (_factorized_bits(model.z_prior, z_hat), model.h_s(z_hat))
@@ -247,6 +246,7 @@ def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
                         lambda: step(fp32cl, False),
                     "fp32cl proxy, y s (z fixed: h_s cached)": lambda: step(fp32cl, True)}
         if bf16_is_fast():
+            bf16 = ProxySynthesis(model, t, False, "bf16")
             variants.update({"bf16 proxy, y z s": lambda: step(bf16, False),
                              "bf16 proxy, y s (z fixed: h_s cached)": lambda: step(bf16, True)})
         variants["true-cost evaluation (real coding)"] = \

@@ -27,4 +27,3 @@ def training_bf16(requested: bool, device_type: str) -> bool:
               "times slower than float32 there: scripts/cpu_check.py); training in float32")
         return False
     return requested
-
