@@ -9,7 +9,9 @@ configuration against ``fast``:
 
 * BD-rate (PSNR, akima, :mod:`adapix.eval.bdrate`), mean of the per-image values;
 * the mean reduction of the true RD cost at equal lambda (R + lambda * 255^2 * MSE), in percent;
-* mean seconds per encode, gradient iterations and true-cost evaluations.
+* mean seconds per encode, gradient iterations and true-cost evaluations;
+* then, per quality, the mean (and per-image) RD-cost change: where in the rate range a
+  configuration pays.
 
 Results are appended to a JSON-lines file and reused on the next run (delete it to start over).
 
@@ -54,11 +56,11 @@ QUALITIES = (10, 35, 60, 85)
 
 def lof(iters: int, lr: float = 0.05, mode: str = "ste", opt=("y", "z", "s"),
         lr_final: float = 0.1, evals: int = 1, precision: str = "auto",
-        tau=(0.5, 0.05), name: str = "lof") -> Phase:
+        tau=(0.5, 0.05), name: str = "lof", min_quality: float = 0.0) -> Phase:
     """A gradient phase with ``evals`` true-cost evaluations (the last at the end)."""
     return Phase(name, iters=iters, lr=lr, rate_mode=mode, optimize=tuple(opt),
                  lr_final=lr_final, eval_every=max(1, math.ceil(iters / evals)), tau=tau,
-                 precision=precision)
+                 precision=precision, min_quality=min_quality)
 
 
 GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48)
@@ -83,7 +85,8 @@ CONFIGS: dict[str, Preset] = {
 
 
 def parse_config(name: str) -> Preset:
-    """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}]``,
+    """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}][-q{min}]``
+    (``-q{min}``: the phase runs only at quality >= min),
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
     ``-p{passes}``, ``-noscreen`` (a step's candidates at once, verified only by the true cost),
@@ -133,6 +136,8 @@ def parse_config(name: str) -> Preset:
                 kw["precision"] = o
             elif o.startswith("e"):
                 kw["evals"] = int(o[1:])
+            elif o.startswith("q"):
+                kw["min_quality"] = float(o[1:])
             else:
                 raise ValueError(f"unknown option {o!r} in {part!r}")
         phases.append(lof(iters, **kw))
@@ -201,6 +206,27 @@ def summarise(rows: list[dict], configs: list[str], images: list[str],
         bd_txt = f"{np.mean(bds):+.2f}%" if bds else "n/a"
         lines.append(f"| {c} | {bd_txt} | {np.mean(dcost):+.2f}% | {np.mean(secs):.1f} | "
                      f"{np.mean(its):.0f} | {np.mean(evs):.1f} | {n_img} |")
+    return "\n".join(lines)
+
+
+def per_quality(rows: list[dict], configs: list[str], images: list[str],
+                qualities: list[float]) -> str:
+    """Mean RD-cost change against ``fast`` at equal lambda, per quality (the images that have
+    both), and the per-image values; shows where in the rate range an ingredient pays."""
+    by = {(r["config"], r["image"], r["quality"]): r for r in rows}
+    head = " | ".join(f"q{q:g}" for q in qualities)
+    lines = [f"| config | {head} |", "|---|" + "---:|" * len(qualities)]
+    for c in configs:
+        if c == "fast":
+            continue
+        cells = []
+        for q in qualities:
+            ch = [100 * (by[(c, im, q)]["cost"] - by[("fast", im, q)]["cost"])
+                  / by[("fast", im, q)]["cost"]
+                  for im in images if (c, im, q) in by and ("fast", im, q) in by]
+            cells.append(f"{np.mean(ch):+.2f}% ({' / '.join(f'{v:+.1f}' for v in ch)})"
+                         if ch else "–")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -336,6 +362,8 @@ def main(argv=None) -> int:
     sel = [r for r in rows if r["tag"] == tag]
     print(f"\n{tag}; {len(images)} images x qualities {qualities}\n")
     print(summarise(sel, configs, images, qualities))
+    print("\nRD-cost change against fast per quality: mean (per image)\n")
+    print(per_quality(sel, configs, images, qualities))
     return 0
 
 

@@ -223,5 +223,10 @@ def quality_to_position(cfg: ModelConfig, quality: float) -> float:
     return quality / 100.0 * (len(cfg.lambdas) - 1)
 
 
+def position_to_quality(cfg: ModelConfig, t: float) -> float:
+    """The inverse of :func:`quality_to_position`: t in [0, K-1] -> quality in 0..100."""
+    return 100.0 * float(t) / (len(cfg.lambdas) - 1)
+
+
 __all__ = ["AdapixModel", "ForwardOutput", "Streams", "Latents", "CodingResult",
-           "count_parameters", "quality_to_position"]
+           "count_parameters", "position_to_quality", "quality_to_position"]

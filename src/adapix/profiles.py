@@ -11,10 +11,12 @@ the decoder).
 * ``balanced``: the greedy search over the rounding decisions of the latents (the discrete
   half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to two passes in MSP
   order with the coding maps recomputed after every changed step, and the post-filter (the
-  search optimises the post-filtered reconstruction); 30 s default budget for a 768x512 image.
-  Gradient steps on the latents bought less per second here (docs/ablations.md).
-* ``best``: a longer phase (160 iterations) on y, z and s (continuous mode decision: s generates
-  decoder weights), two passes of the greedy search, and the post-filter (used when the weights
+  search optimises the post-filtered reconstruction); from quality 75 up, gradient steps on y,
+  z and s come first (there they bought more than the search, below it less;
+  docs/ablations.md); 30 s default budget for a 768x512 image.
+* ``best``: from quality 75 up a longer gradient phase (160 iterations) on y, z and s
+  (continuous mode decision: s generates decoder weights); then up to four passes of the greedy
+  search, which has the whole budget below quality 75; the post-filter (used when the weights
   have a trained post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
@@ -45,20 +47,27 @@ FAST = Preset()
 # against fast where the earlier balanced preset (40 noise steps on y and s, then the search)
 # gave -0.18%. In session 5 (same CPU, 2 free threads, the float32 channels_last proxy), the
 # same search with the post-filter on gave -2.94% against -1.51% for the session-3 preset with
-# the post-filter. Re-check them when the shipped model or the machine changes.
-_GREEDY = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=8, verify_every=4,
-                       fresh_maps=True)
+# the post-filter. In session 6, per quality: at qualities 85 and 95 noise steps on y, z and s
+# (lr 0.15, the whole budget) cut the RD cost by 4.5% and 6.4% where the search cut it by 1.7%,
+# and a 25% share left to the search after them did not add to that; at 65 and below the search
+# won. So the gradient phase runs from quality 75 up (Phase.min_quality), and below that the
+# search has the whole budget. Re-check them when the shipped model or the machine
+# changes.
+_SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
+                       fresh_maps=True, curvature=True, passes=2)
+HIGH_QUALITY = 75.0  # gradient phases run from this quality up
 
 BALANCED = Preset(
-    greedy=GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
-                        fresh_maps=True, curvature=True, passes=2),
+    phases=(Phase("lof", iters=60, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
+                  lr_final=0.1, eval_every=30, min_quality=HIGH_QUALITY),),
+    greedy=replace(_SEARCH, time_share=0.1),  # after the gradient phase, the search gets 10%
     postfilter=True,
 )
 
 BEST = Preset(
     phases=(Phase("lof", iters=160, lr=0.08, rate_mode="noise", optimize=("y", "z", "s"),
-                  lr_final=0.05, eval_every=80),),
-    greedy=replace(_GREEDY, passes=2),
+                  lr_final=0.05, eval_every=80, min_quality=HIGH_QUALITY),),
+    greedy=replace(_SEARCH, passes=4),
     postfilter=True,
 )
 
@@ -106,13 +115,14 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", "no online optimisation: encoding is about as fast as decoding", FAST),
     "balanced": Profile("balanced", "per-image greedy search over the latents' rounding "
-                        "decisions, post-filter (30 s per 768x512 image): a better size/quality "
-                        "trade-off, much slower encoding",
+                        "decisions (after gradient steps from quality 75 up), post-filter (30 s "
+                        "per 768x512 image): a better size/quality trade-off, much slower "
+                        "encoding",
                         BALANCED, time_budget=30.0),
-    "best": Profile("best", "long per-image optimisation (160 gradient steps on latents and model "
-                    "stream, two greedy rounding passes, post-filter, 120 s per 768x512 "
-                    "image): the best size/quality trade-off, the slowest "
-                    "encoding",
+    "best": Profile("best", "long per-image optimisation (from quality 75 up 160 gradient steps "
+                    "on latents and model stream; up to four greedy rounding passes; "
+                    "post-filter; 120 s per 768x512 image): the best size/quality trade-off, "
+                    "the slowest encoding",
                     BEST, time_budget=120.0),
 }
 

@@ -9,10 +9,10 @@ from typing import Callable
 
 import torch
 
-from ..model import AdapixModel, CodingResult
+from ..model import AdapixModel, CodingResult, position_to_quality
 from .greedy import _greedy
 from .phases import _finetune_encoder, _run_phase
-from .presets import RANDOM_SEED, Preset
+from .presets import RANDOM_SEED, Phase, Preset
 from .proxy import _frozen
 from .run import OptimizeOutcome, _Run
 
@@ -29,19 +29,20 @@ def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int]
         return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock)
 
 
-def _phase_deadlines(run: _Run, preset: Preset) -> list[float | None]:
+def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> list[float | None]:
     """Under a time budget: when each gradient phase should be over (seconds since the start).
 
-    The phases share the budget left after the start, minus the greedy search's ``time_share``,
-    in proportion to their iteration counts."""
+    The ``phases`` that run (those of the preset for this image's quality) share the budget left
+    after the start, minus the greedy search's ``time_share``, in proportion to their iteration
+    counts."""
     if run.budget is None or not math.isfinite(run.budget):
-        return [None] * len(preset.phases)
+        return [None] * len(phases)
     share = preset.greedy.time_share if preset.greedy.enabled else 0.0
     end = run.budget * (1.0 - min(max(share, 0.0), 1.0))
     now = run.elapsed()
-    total = sum(p.iters for p in preset.phases)
+    total = sum(p.iters for p in phases)
     out, acc = [], 0
-    for phase in preset.phases:
+    for phase in phases:
         acc += phase.iters
         out.append(now + (end - now) * (acc / total if total else 1.0))
     return out
@@ -58,7 +59,8 @@ def _warm_up_adam() -> None:
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
               clock=None) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
-    if preset.phases or preset.encoder_finetune:
+    phases = preset.phases_at(position_to_quality(model.cfg, t))
+    if phases or preset.encoder_finetune:
         _warm_up_adam()
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
     run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)
@@ -75,8 +77,8 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         if not run.out_of_time():
             if preset.encoder_finetune and preset.finetune_iters > 0:
                 _finetune_encoder(run, preset)
-            deadlines = _phase_deadlines(run, preset)
-            for phase, deadline in zip(preset.phases, deadlines):
+            deadlines = _phase_deadlines(run, preset, phases)
+            for phase, deadline in zip(phases, deadlines):
                 if run.out_of_time(reserve=run.eval_seconds):
                     break
                 _run_phase(run, phase, run.best.lat, deadline)
@@ -100,7 +102,8 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     passes the effective flag, which also goes into the file header).
 
     Starts from ``model.analyse(x, t)`` (or a fine-tuned analysis, ``preset.encoder_finetune``),
-    runs the gradient ``preset.phases`` and then, if enabled, the greedy rounding search. The true
+    runs the gradient ``preset.phases`` that apply at this quality (:attr:`Phase.min_quality`)
+    and then, if enabled, the greedy rounding search. The true
     cost (:func:`rd_cost_true`) decides which state is kept, so the result is never worse than
     :meth:`AdapixModel.compress`. ``time_budget`` (seconds, None = unlimited) stops the search
     gracefully (keeping one true-cost evaluation in reserve; the gradient phases share it, see

@@ -28,6 +28,10 @@ class Phase:
     * ``precision`` of the proxy's synthesis (:class:`adapix.optimize.proxy.ProxySynthesis`):
       ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32cl), ``"bf16"``,
       ``"fp32"`` (the model's own synthesis) or ``"fp32cl"`` (float32, channels_last).
+    * ``min_quality`` (0..100): the phase runs only for images coded at that quality or above
+      (:meth:`runs_at`); below it the phase is skipped and its share of a time budget goes to
+      what follows (the greedy search). Gradient steps on the latents paid at high qualities
+      only, where the search gained less (docs/ablations.md, session 6).
 
     The schedules (learning rate, SGA temperature) run on the phase's *progress* p in [0, 1]:
     i / (iters - 1), or, under a time budget, the fraction of the phase's share of the time
@@ -43,8 +47,11 @@ class Phase:
     tau: tuple[float, float] = (0.5, 0.05)
     eval_every: int = 25
     precision: str = "auto"
+    min_quality: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.min_quality <= 100.0:
+            raise ValueError(f"min_quality must be in 0..100, got {self.min_quality!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.rate_mode not in RATE_MODES:
@@ -55,6 +62,10 @@ class Phase:
                              f"{self.optimize!r}")
         if self.iters < 0 or self.lr <= 0 or self.eval_every < 1:
             raise ValueError("iters must be >= 0, lr > 0 and eval_every >= 1")
+
+    def runs_at(self, quality: float) -> bool:
+        """Whether the phase runs for an image coded at ``quality`` (0..100)."""
+        return quality >= self.min_quality - 1e-9
 
     def progress(self, i: int) -> float:
         """Progress in [0, 1] of iteration i by the iteration count alone."""
@@ -115,6 +126,16 @@ class GreedySearch:
     passes: int = 1
     precision: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not (0.0 < self.fraction <= 1.0 and 0.0 < self.threshold <= 0.5):
+            raise ValueError("fraction must be in (0, 1] and threshold in (0, 0.5]")
+        if min(self.chunks, self.max_evals, self.verify_every, self.passes) < 1:
+            raise ValueError("chunks, max_evals, verify_every and passes must be >= 1")
+        if not 0.0 <= self.time_share <= 1.0:
+            raise ValueError(f"time_share must be in [0, 1], got {self.time_share!r}")
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -131,6 +152,10 @@ class Preset:
     encoder_finetune: bool = False
     finetune_iters: int = 30
     finetune_lr: float = 1e-4
+
+    def phases_at(self, quality: float) -> tuple[Phase, ...]:
+        """The gradient phases that run for an image coded at ``quality`` (0..100)."""
+        return tuple(p for p in self.phases if p.runs_at(quality))
 
     @property
     def optimizes(self) -> bool:
