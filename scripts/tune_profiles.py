@@ -180,6 +180,11 @@ def run_one(model, x, quality: float, preset: Preset, budget: float | None) -> d
     return row
 
 
+def _cost_change(ref: dict, row: dict) -> float:
+    """Change of the true RD cost of ``row`` against ``ref`` (same image and quality), percent."""
+    return 100 * (row["cost"] - ref["cost"]) / ref["cost"]
+
+
 def summarise(rows: list[dict], configs: list[str], images: list[str],
               qualities: list[float]) -> str:
     by = {(r["config"], r["image"], r["quality"]): r for r in rows}
@@ -197,7 +202,7 @@ def summarise(rows: list[dict], configs: list[str], images: list[str],
             if bd.ok:
                 bds.append(bd.value)
             for a, b in pts:
-                dcost.append(100 * (b["cost"] - a["cost"]) / a["cost"])
+                dcost.append(_cost_change(a, b))
                 secs.append(b["seconds"])
                 its.append(b.get("iterations", 0))
                 evs.append(b.get("evaluations", 0))
@@ -221,8 +226,7 @@ def per_quality(rows: list[dict], configs: list[str], images: list[str],
             continue
         cells = []
         for q in qualities:
-            ch = [100 * (by[(c, im, q)]["cost"] - by[("fast", im, q)]["cost"])
-                  / by[("fast", im, q)]["cost"]
+            ch = [_cost_change(by[("fast", im, q)], by[(c, im, q)])
                   for im in images if (c, im, q) in by and ("fast", im, q) in by]
             cells.append(f"{np.mean(ch):+.2f}% ({' / '.join(f'{v:+.1f}' for v in ch)})"
                          if ch else "–")

@@ -51,8 +51,7 @@ FAST = Preset()
 # (lr 0.15, the whole budget) cut the RD cost by 4.5% and 6.4% where the search cut it by 1.7%,
 # and a 25% share left to the search after them did not add to that; at 65 and below the search
 # won. So the gradient phase runs from quality 75 up (Phase.min_quality), and below that the
-# search has the whole budget. Re-check them when the shipped model or the machine
-# changes.
+# search has the whole budget. Re-check them when the shipped model or the machine changes.
 _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
                        fresh_maps=True, curvature=True, passes=2)
 HIGH_QUALITY = 75.0  # gradient phases run from this quality up
