@@ -89,8 +89,10 @@ def parse_config(name: str) -> Preset:
     (``-q{min}``: the phase runs only at quality >= min),
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
-    ``-p{passes}``, ``-noscreen`` (a step's candidates at once, verified only by the true cost),
-    ``-fresh`` (coding maps recomputed after every changed step), ``-curv``
+    ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases),
+    ``-noscreen`` (a step's candidates at once, verified only by the true cost),
+    ``-fresh`` (coding maps recomputed after every changed step), ``-rev`` (steps finest first),
+    ``-curv``
     (curvature term in the candidate screen) and ``-fp32``/``-fp32cl``/``-bf16`` (precision of
     the search's proxy synthesis; default auto); no phase before ``+greedy``: the search alone.
     A final ``+pf`` turns the decoder's post-filter on (for the search and the result), e.g.
@@ -109,13 +111,15 @@ def parse_config(name: str) -> Preset:
                 greedy = replace(greedy, screen=False)
             elif o == "fresh":  # coding maps recomputed after every changed step
                 greedy = replace(greedy, fresh_maps=True)
+            elif o == "rev":  # the MSP steps finest first
+                greedy = replace(greedy, order="reverse")
             elif o == "curv":  # second-order distortion term in the candidate screen
                 greedy = replace(greedy, curvature=True)
             elif o in ("fp32", "fp32cl", "bf16"):  # precision of the search's proxy synthesis
                 greedy = replace(greedy, precision=o)
-            elif o[:1] in "ftcnvp" and o[1:]:
+            elif o[:1] in "ftcnvps" and o[1:]:
                 field = {"f": "fraction", "t": "threshold", "c": "chunks", "n": "max_evals",
-                         "v": "verify_every", "p": "passes"}[o[0]]
+                         "v": "verify_every", "p": "passes", "s": "time_share"}[o[0]]
                 greedy = replace(greedy, **{field: type(getattr(greedy, field))(o[1:])})
             else:
                 raise ValueError(f"unknown greedy option {o!r}")

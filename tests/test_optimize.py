@@ -12,8 +12,8 @@ import torch
 from adapix.hardware import bf16_is_fast
 from adapix.images import pad_to_multiple
 from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, measure,
-                             optimize_latents, optimize_latents_ex, proxy_loss, rd_cost_true,
-                             sga_round)
+                             optimize_latents, optimize_latents_ex, proxy_loss, rd_cost_of,
+                             rd_cost_true, sga_round)
 
 T = 2.5  # quality position (quality 50 of 6 anchors)
 
@@ -172,11 +172,13 @@ def test_time_budget_stops_gracefully(model, image):
     assert out.stats.history[-1][0] == "p"  # the last state was looked at
 
 
-@pytest.mark.parametrize("fresh_maps,screen", [(False, True), (True, True), (True, False)])
-def test_greedy_search_never_increases_the_cost(model, image, fresh_maps, screen):
+@pytest.mark.parametrize("fresh_maps,screen,order", [(False, True, "msp"), (True, True, "msp"),
+                                                     (True, False, "msp"),
+                                                     (False, True, "reverse")])
+def test_greedy_search_never_increases_the_cost(model, image, fresh_maps, screen, order):
     xp, hw = image
     gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, chunks=2, max_evals=10,
-                      fresh_maps=fresh_maps, screen=screen, curvature=not screen)
+                      fresh_maps=fresh_maps, screen=screen, curvature=not screen, order=order)
     out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
     assert out.stats.final_cost <= out.stats.initial_cost
     # chunks are screened; one true evaluation per MSP step with kept chunks
@@ -246,7 +248,8 @@ def test_phase_validation():
         with pytest.raises(ValueError):
             Phase("p", 10, 0.01, min_quality=bad)
     for bad in ({"precision": "fp16"}, {"fraction": 0.0}, {"threshold": 0.7}, {"chunks": 0},
-                {"passes": 0}, {"verify_every": 0}, {"max_evals": 0}, {"time_share": 1.5}):
+                {"passes": 0}, {"verify_every": 0}, {"max_evals": 0}, {"time_share": 1.5},
+                {"order": "random"}):
         with pytest.raises(ValueError):
             GreedySearch(enabled=True, **bad)
     p = Phase("p", 11, 0.1, lr_final=0.1, tau=(0.5, 0.05))
@@ -478,3 +481,70 @@ def test_infinite_budget_is_no_budget(model, image):
     xp, hw = image
     out = optimize_latents_ex(model, xp, hw, T, SHORT, time_budget=float("inf"))
     assert out.stats.iterations == 12 and not out.stats.stopped_by_budget
+
+
+def _harmful_postfilter_model(make_model):
+    """The TINY model with a post-filter that adds strong noise-like residuals (it hurts every
+    image), so that coding without it is cheaper."""
+    model = make_model(0)
+    with torch.no_grad():
+        model.postfilter.c3.weight.mul_(40)
+    return model
+
+
+def test_postfilter_choice_turns_off_a_filter_that_hurts(make_model, image):
+    xp, hw = image
+    model = _harmful_postfilter_model(make_model)
+    on_cost, _ = _fast(model, xp, hw, postfilter=True)
+    off_cost, _ = _fast(model, xp, hw, postfilter=False)
+    assert off_cost < on_cost  # the premise: this filter hurts
+    search = GreedySearch(enabled=True, max_evals=3)
+    out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=search, postfilter=True,
+                                                       postfilter_choice=True))
+    assert out.result.postfilter is False
+    assert rd_cost_of(model, out.result, xp, hw, T) <= off_cost  # never worse than fast
+    assert [h[0] for h in out.stats.history[:2]] == ["start", "start-nopf"]
+    dec = model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, postfilter=False)
+    assert torch.equal(dec, out.result.x_hat)
+    # without the choice (preset or caller), the flag stays as given
+    kept = optimize_latents(model, xp, hw, T, Preset(greedy=search, postfilter=True))
+    assert kept.postfilter is True
+    forced = optimize_latents(model, xp, hw, T, Preset(greedy=search, postfilter=True,
+                                                       postfilter_choice=True),
+                              choose_postfilter=False)
+    assert forced.postfilter is True
+
+
+def test_postfilter_choice_keeps_a_filter_that_does_not_hurt(make_model, image):
+    xp, hw = image
+    model = make_model(0)
+    with torch.no_grad():  # an identity post-filter: both flags cost the same, "on" is kept
+        model.postfilter.c3.weight.zero_()
+        model.generator.post.weight.zero_()
+        model.generator.post.bias.zero_()
+    out = optimize_latents_ex(model, xp, hw, T, Preset(
+        greedy=GreedySearch(enabled=True, max_evals=2), postfilter=True, postfilter_choice=True))
+    assert out.stats.history[1][0] == "start-nopf"
+    assert out.stats.history[0][2] == out.stats.history[1][2]
+    assert out.result.postfilter is True
+
+
+@pytest.mark.parametrize("order", ["msp", "reverse"])
+def test_greedy_search_visits_the_steps_in_its_order(model, image, monkeypatch, order):
+    import adapix.optimize.greedy as greedy_mod
+
+    seen = []
+    real = greedy_mod._candidates
+
+    def spy(run, gs, step, *args, **kwargs):
+        seen.append(step)
+        return real(run, gs, step, *args, **kwargs)
+
+    monkeypatch.setattr(greedy_mod, "_candidates", spy)
+    xp, hw = image
+    gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, max_evals=100, passes=2,
+                      order=order)
+    optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
+    steps = model.msp.steps()
+    one = steps[::-1] if order == "reverse" else steps
+    assert seen == one * 2

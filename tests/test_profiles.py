@@ -67,10 +67,11 @@ def test_optimising_profiles_run_and_never_lose_to_fast(tiny_codec, raster, name
     xp, hw = pad_to_multiple(to_tensor(raster), model.cfg.pad_multiple)
     t = quality_to_position(model.cfg, 50.0)
     res = get_profile(name).run(model, xp, hw, t, postfilter, time_budget=budget)
-    fast_cost, _ = rd_cost_true(model, model.analyse(xp, torch.tensor([t])), t, xp, hw,
-                                postfilter)
-    assert rd_cost_of(model, res, xp, hw, t) <= fast_cost
-    dec = model.decompress(res.streams, tuple(xp.shape[-2:]), t, postfilter)
+    lat = model.analyse(xp, torch.tensor([t]))
+    for flag in (False, postfilter):  # fast itself, and the start with the post-filter
+        fast_cost, _ = rd_cost_true(model, lat, t, xp, hw, flag)
+        assert rd_cost_of(model, res, xp, hw, t) <= fast_cost
+    dec = model.decompress(res.streams, tuple(xp.shape[-2:]), t, res.postfilter)
     assert torch.equal(dec, res.x_hat)
 
 
@@ -132,3 +133,25 @@ def test_profile_presets_stay_within_their_iteration_budget():
     for preset in (bal, best):
         evals = sum(-(-p.iters // p.eval_every) for p in preset.phases)
         assert evals <= 4 * len(preset.phases)  # true-cost evaluations are expensive
+
+
+def test_codec_writes_the_post_filter_flag_the_encoder_chose(make_model, tmp_path, raster):
+    """A post-filter that hurts this image is turned off by ``balanced`` (header flag off, the
+    decoder follows it); the tiles of a tiled file keep the profile's flag."""
+    from adapix.codec import Codec
+    from adapix.weights import export_weights
+
+    model = make_model(0)
+    with torch.no_grad():
+        model.postfilter.c3.weight.mul_(40)
+    path = tmp_path / "harmful-pf.safetensors"
+    export_weights(model, path, "tiny-test", fp16=False, postfilter_trained=True)
+    codec = Codec(path)
+    res = codec.encode_ex(raster, quality=60, profile="balanced", time_budget=1.0)
+    dec = codec.decode_ex(res.data)
+    assert dec.header.postfilter is False
+    assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
+    tiled = codec.encode_ex(raster, quality=60, profile="balanced", time_budget=1.0, tile_size=64)
+    dec = codec.decode_ex(tiled.data)
+    assert dec.header.tiled and dec.header.postfilter is True
+    assert np.array_equal(dec.image.pixels, tiled.reconstruction.pixels)

@@ -115,8 +115,8 @@ class Codec:
         t = quality_to_position(self.model.cfg, quality)
         n = img.width * img.height
         if not tile:
-            streams, rec_px, est_bits = self._code_pixels(img.pixels, prof, t, postfilter,
-                                                          time_budget)
+            streams, rec_px, est_bits, postfilter = self._code_pixels(
+                img.pixels, prof, t, postfilter, time_budget)
             sections = {SectionType.MODEL_STREAM: streams.model_stream,
                         SectionType.HYPER: streams.hyper, SectionType.CONTENT: streams.content}
             psnr = psnr_uint8(img.pixels, rec_px)
@@ -131,7 +131,8 @@ class Codec:
                     left = time_budget - (time.perf_counter() - t0)
                     budget = max(left, 0.0) / (grid.count - tl.index)
                 src = tiling.cut(img.pixels, tl)
-                streams, rec_tile, bits = self._code_pixels(src, prof, t, postfilter, budget)
+                streams, rec_tile, bits, _ = self._code_pixels(src, prof, t, postfilter, budget,
+                                                               choose_postfilter=False)
                 tiling.paste(rec_px, tl, rec_tile)
                 parts.append((streams.model_stream, streams.hyper, streams.content))
                 est_bits += bits
@@ -156,15 +157,18 @@ class Codec:
                             warnings=list(img.warnings), tile_size=tile)
 
     def _code_pixels(self, pixels: np.ndarray, prof, t: float, postfilter: bool,
-                     time_budget: float | None) -> tuple[Streams, np.ndarray, float]:
+                     time_budget: float | None, choose_postfilter: bool = True,
+                     ) -> tuple[Streams, np.ndarray, float, bool]:
         """Codes one whole image or one tile, uint8 (H, W, 1|3), with the per-image path:
-        (streams, uint8 reconstruction of the same shape, ideal code length in bits)."""
+        (streams, uint8 reconstruction of the same shape, ideal code length in bits, post-filter
+        flag of the reconstruction). The tiles of a file share the flag given
+        (``choose_postfilter=False``)."""
         x = to_tensor(RasterImage(pixels=np.ascontiguousarray(pixels)))
         xp, hw = pad_to_multiple(x, self.model.cfg.pad_multiple)
         del x
-        result = prof.run(self.model, xp, hw, t, postfilter, time_budget)
+        result = prof.run(self.model, xp, hw, t, postfilter, time_budget, choose_postfilter)
         rec = from_tensor(crop(result.x_hat, hw), pixels.shape[2] == 1)
-        return result.streams, rec, result.est_bits
+        return result.streams, rec, result.est_bits, result.postfilter
 
     # ---- decode ------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:

@@ -72,6 +72,7 @@ class CodingResult:
     streams: Streams
     x_hat: torch.Tensor      # (1,3,H,W) the reconstruction, identical to what decoding yields
     est_bits: float          # ideal code length from the snapped model, all streams
+    postfilter: bool = False  # whether x_hat went through the post-filter (the header's flag)
 
 
 class AdapixModel(nn.Module):
@@ -185,7 +186,8 @@ class AdapixModel(nn.Module):
         content = enc.finish()
         x_hat = self.synthesize(y_hat.float(), s_hat.squeeze(-1), torch.tensor([t]), postfilter)
         est = est_y + self.z_prior.estimate_bits(z_hat) + self.s_prior.estimate_bits(s_hat)
-        return CodingResult(Streams(s_bytes, z_bytes, content), x_hat.clamp(0, 1), est)
+        return CodingResult(Streams(s_bytes, z_bytes, content), x_hat.clamp(0, 1), est,
+                            bool(postfilter))
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, t: float, postfilter: bool = False) -> CodingResult:

@@ -184,3 +184,18 @@ def test_adapix_qualities_come_from_the_environment(monkeypatch):
     for bad in ("", "50", "a,b", "10,101", "-1,5"):
         with pytest.raises(ValueError):
             C.parse_qualities(bad)
+
+
+def test_adapix_fingerprint_follows_the_profile_settings(monkeypatch):
+    """Cached results of a profile are not reused once its settings change."""
+    from dataclasses import replace
+
+    import adapix.profiles as profiles
+
+    before = C.AdapixCodec("balanced")._profile_digest()
+    assert before.startswith("profile balanced ")
+    assert C.AdapixCodec("balanced")._profile_digest() == before  # stable
+    changed = replace(profiles.PROFILES["balanced"], time_budget=31.0)
+    monkeypatch.setitem(profiles.PROFILES, "balanced", changed)
+    assert C.AdapixCodec("balanced")._profile_digest() != before
+    assert C.AdapixCodec(None)._profile_digest().startswith("profile fast ")

@@ -189,7 +189,8 @@ def _greedy(run: _Run, gs: GreedySearch) -> None:
     maps_of = None  # the y the coding maps, the gradient and the screening cost belong to
     curv = None
     pending = pending_kept = pending_flips = 0
-    steps = model.msp.steps() * max(1, gs.passes)
+    order = model.msp.steps()
+    steps = (order[::-1] if gs.order == "reverse" else order) * max(1, gs.passes)
     maps_seconds = 0.0  # what the last recomputation of the maps took (a budget reserve)
     for k, step in enumerate(steps):
         new_maps = maps_of is None or (maps_of is not y_state and (gs.fresh_maps or not pending))

@@ -21,12 +21,14 @@ def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int]
                         preset: Preset, time_budget: float | None = None,
                         progress: Callable[[str, int, float], None] | None = None,
                         postfilter: bool | None = None,
-                        clock: Callable[[], float] | None = None) -> OptimizeOutcome:
+                        clock: Callable[[], float] | None = None,
+                        choose_postfilter: bool = True) -> OptimizeOutcome:
     """Like :func:`optimize_latents`, also returning the best latents and statistics.
 
     ``clock`` replaces ``time.perf_counter`` for the time budget (tests use a fake clock)."""
     with torch.inference_mode(False):  # gradients are needed even if the caller disabled them
-        return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock)
+        return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock,
+                         choose_postfilter)
 
 
 def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> list[float | None]:
@@ -57,7 +59,7 @@ def _warm_up_adam() -> None:
 
 
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
-              clock=None) -> OptimizeOutcome:
+              clock=None, choose_postfilter=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
     phases = preset.phases_at(position_to_quality(model.cfg, t))
     if phases or preset.encoder_finetune:
@@ -73,6 +75,11 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         with torch.no_grad():
             lat0 = model.analyse(x, torch.tensor([float(t)]))
         run.evaluate(lat0, "start", 0)
+        if postfilter and preset.postfilter_choice and choose_postfilter:
+            # The post-filter does not suit every image: code the start without it too, and
+            # optimise with the flag of lower true cost (run.best keeps the cheaper one).
+            run.evaluate(lat0, "start-nopf", 0, postfilter=False)
+            run.postfilter = run.best.result.postfilter
         run.stats.initial_cost = run.best.cost
         if not run.out_of_time():
             if preset.encoder_finetune and preset.finetune_iters > 0:
@@ -94,12 +101,16 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
 def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t: float,
                      preset: Preset, time_budget: float | None = None,
                      progress: Callable[[str, int, float], None] | None = None,
-                     postfilter: bool | None = None) -> CodingResult:
+                     postfilter: bool | None = None,
+                     choose_postfilter: bool = True) -> CodingResult:
     """Encoder-side RD optimisation of one image; returns the best CodingResult found.
 
     x (1, 3, Hp, Wp) padded image in [0, 1]; hw = (H, W) original size (the cost is measured on
     that region); t quality position; ``postfilter`` overrides ``preset.postfilter`` (the codec
-    passes the effective flag, which also goes into the file header).
+    passes the effective flag). With ``preset.postfilter_choice`` and ``choose_postfilter``, an
+    enabled post-filter may be turned off for this image (see :class:`Preset`); the result's
+    ``postfilter`` is the flag to write into the file header. ``choose_postfilter=False`` keeps
+    the flag as given (the tiles of one file share one flag).
 
     Starts from ``model.analyse(x, t)`` (or a fine-tuned analysis, ``preset.encoder_finetune``),
     runs the gradient ``preset.phases`` that apply at this quality (:attr:`Phase.min_quality`)
@@ -110,4 +121,5 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     :class:`Phase`); 0 returns the unoptimised result; ``math.inf`` is the same as None.
     ``progress(stage, iteration, best_cost)`` is called after every true-cost evaluation.
     """
-    return optimize_latents_ex(model, x, hw, t, preset, time_budget, progress, postfilter).result
+    return optimize_latents_ex(model, x, hw, t, preset, time_budget, progress, postfilter,
+                               choose_postfilter=choose_postfilter).result

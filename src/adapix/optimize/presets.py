@@ -10,6 +10,7 @@ RATE_MODES = ("ste", "noise", "sga")
 PRECISIONS = ("auto", "bf16", "fp32", "fp32cl")  # of the proxy synthesis, see ProxySynthesis
 RANDOM_SEED = 0  # seed of the random relaxations (noise, SGA) during one optimisation
 LATENT_NAMES = ("y", "z", "s")
+SEARCH_ORDERS = ("msp", "reverse")  # of the MSP steps in a greedy pass
 
 
 # ---- presets ---------------------------------------------------------------------------------
@@ -110,7 +111,10 @@ class GreedySearch:
     candidates are recomputed after every step that changed, since a flip changes the context of
     everything coded after it. ``curvature`` adds a per-channel second-order distortion term to
     the predicted gain; ``passes`` runs the MSP steps that many times. Under a time budget, the
-    gradient phases leave ``time_share`` of the budget to the search.
+    gradient phases leave ``time_share`` of the budget to the search. ``order``: the order of
+    the MSP steps within a pass, ``"msp"`` (coding order) or ``"reverse"`` (finest scale first:
+    the steps with the most elements, whose flips change no other step's context; a short budget
+    reaches them first).
     """
 
     enabled: bool = False
@@ -125,8 +129,11 @@ class GreedySearch:
     curvature: bool = False
     passes: int = 1
     precision: str = "auto"
+    order: str = "msp"
 
     def __post_init__(self) -> None:
+        if self.order not in SEARCH_ORDERS:
+            raise ValueError(f"order must be one of {SEARCH_ORDERS}, got {self.order!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not (0.0 < self.fraction <= 1.0 and 0.0 < self.threshold <= 0.5):
@@ -142,13 +149,17 @@ class Preset:
     """What an encoder profile does: gradient phases, then the greedy search.
 
     ``postfilter`` asks for the decoder post-filter (the codec enables it only for weights with a
-    trained post-filter). ``encoder_finetune`` fine-tunes a copy of ``g_a`` on the image for
+    trained post-filter). ``postfilter_choice``: when the post-filter is enabled, the starting
+    latents are also coded with it off, and the optimisation runs with whichever flag gives the
+    lower true cost (the file header carries the flag), so an image the filter does not suit is
+    never worse than ``fast``. ``encoder_finetune`` fine-tunes a copy of ``g_a`` on the image for
     ``finetune_iters`` Adam steps (lr ``finetune_lr``) before the latent phases.
     """
 
     phases: tuple[Phase, ...] = ()
     greedy: GreedySearch = field(default_factory=GreedySearch)
     postfilter: bool = False
+    postfilter_choice: bool = False
     encoder_finetune: bool = False
     finetune_iters: int = 30
     finetune_lr: float = 1e-4

@@ -74,17 +74,17 @@ class _Run:
         self.iter_total = 0.0
         self.stats = OptimizeStats()
         self.best: _State | None = None
-        self._synth: dict[str, ProxySynthesis] = {}
+        self._synth: dict[tuple[str, bool], ProxySynthesis] = {}
 
     def elapsed(self) -> float:
         return self.clock() - self.t0
 
     def synthesis(self, precision: str) -> ProxySynthesis:
         """The proxy's synthesis for this image (built once per precision)."""
-        if precision not in self._synth:
-            self._synth[precision] = ProxySynthesis(self.model, self.t, self.postfilter,
-                                                    precision)
-        synth = self._synth[precision]
+        key = (precision, self.postfilter)
+        if key not in self._synth:
+            self._synth[key] = ProxySynthesis(self.model, self.t, self.postfilter, precision)
+        synth = self._synth[key]
         self.stats.proxy_precision = synth.precision
         return synth
 
@@ -97,11 +97,14 @@ class _Run:
             return True
         return False
 
-    def evaluate(self, lat: Latents, stage: str, it: int) -> _State:
-        """Codes ``lat`` for real; keeps it if it beats the best so far."""
+    def evaluate(self, lat: Latents, stage: str, it: int,
+                 postfilter: bool | None = None) -> _State:
+        """Codes ``lat`` for real (with the run's post-filter flag unless ``postfilter`` is
+        given); keeps it if it beats the best so far."""
         t1 = self.clock()
         lat = _detach(lat)
-        cost, res = rd_cost_true(self.model, lat, self.t, self.x, self.hw, self.postfilter)
+        pf = self.postfilter if postfilter is None else bool(postfilter)
+        cost, res = rd_cost_true(self.model, lat, self.t, self.x, self.hw, pf)
         pixels = int(self.hw[0]) * int(self.hw[1])
         est = res.est_bits / pixels + _lam(self.model, self.t) * _sse255(res.x_hat, self.x, self.hw)
         st = _State(lat, cost, est, res)

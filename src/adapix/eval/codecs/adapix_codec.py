@@ -122,4 +122,18 @@ class AdapixCodec(Codec):
             wh = h.hex() if isinstance(h, (bytes, bytearray)) else str(h or "")
         except Exception:  # noqa: BLE001
             model_id, wh = "", ""
-        return f"adapix {version} model {model_id} hash {wh} weights {self._weights() or 'default'}"
+        return (f"adapix {version} model {model_id} hash {wh} weights {self._weights() or 'default'}"
+                f" {self._profile_digest()}")
+
+    def _profile_digest(self) -> str:
+        """The profile's settings (preset, default time budget), hashed: after a profile changes,
+        its cached results are measured again instead of being reused."""
+        import hashlib
+
+        try:
+            from adapix.profiles import get_profile
+
+            prof = get_profile(self.profile or "fast")
+        except Exception:  # noqa: BLE001  (an unknown profile fails at encode time, clearly)
+            return "profile ?"
+        return f"profile {prof.name} {hashlib.sha256(repr(prof).encode()).hexdigest()[:12]}"
