@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         a = load(name)
         r = bd_rate(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
         p = bd_psnr(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
-        print(f"vs {Path(name).stem}: BD-rate {r.value:+.1f}% (overlap {r.overlap:.0%}), "
+        print(f"vs {Path(name).stem}: BD-rate {r.value:+.2f}% (overlap {r.overlap:.0%}), "
               f"BD-PSNR {p.value:+.2f} dB (overlap {p.overlap:.0%})")
     return 0
 

@@ -9,11 +9,11 @@ the decoder).
 
 * ``fast``: no online optimisation; encoding costs about one decode.
 * ``balanced``: the greedy search over the rounding decisions of the latents (the discrete
-  half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to two passes in MSP
-  order with the coding maps recomputed after every changed step, and the post-filter (the
-  search optimises the post-filtered reconstruction); from quality 75 up, gradient steps on y,
-  z and s come first (there they bought more than the search, below it less;
-  docs/ablations.md); 30 s default budget for a 768x512 image.
+  half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to two passes over the
+  MSP steps, finest scale first, with the coding maps recomputed after every changed step, and
+  the post-filter (the search optimises the post-filtered reconstruction); from quality 75 up,
+  gradient steps on y, z and s come first (there they bought more than the search, below it
+  less; docs/ablations.md); 30 s default budget for a 768x512 image.
 * ``best``: from quality 75 up a longer gradient phase (160 iterations) on y, z and s
   (continuous mode decision: s generates decoder weights); then up to four passes of the greedy
   search, which has the whole budget below quality 75; the post-filter (used when the weights
@@ -21,7 +21,9 @@ the decoder).
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
 255^2 * MSE of the 8-bit reconstruction), so it is never worse than ``fast`` at the same
-quality, and it stops gracefully at ``time_budget`` seconds. See :mod:`adapix.optimize`.
+quality, and it stops gracefully at ``time_budget`` seconds. Both optimising profiles choose
+the post-filter per image (``Preset.postfilter_choice``): an image the filter does not suit is
+coded without it. See :mod:`adapix.optimize`.
 """
 
 from __future__ import annotations
