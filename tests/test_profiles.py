@@ -149,9 +149,9 @@ def test_codec_writes_the_post_filter_flag_the_encoder_chose(make_model, tmp_pat
     codec = Codec(path)
     res = codec.encode_ex(raster, quality=60, profile="balanced", time_budget=1.0)
     dec = codec.decode_ex(res.data)
-    assert dec.header.postfilter is False
+    assert dec.header.postfilter is False and res.postfilter is False
     assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
     tiled = codec.encode_ex(raster, quality=60, profile="balanced", time_budget=1.0, tile_size=64)
     dec = codec.decode_ex(tiled.data)
-    assert dec.header.tiled and dec.header.postfilter is True
+    assert dec.header.tiled and dec.header.postfilter is True and tiled.postfilter is True
     assert np.array_equal(dec.image.pixels, tiled.reconstruction.pixels)

@@ -56,6 +56,7 @@ class EncodeResult:
     reconstruction: RasterImage
     warnings: list[str] = field(default_factory=list)
     tile_size: int = 0    # 0: not tiled
+    postfilter: bool = False  # the header's flag: the decoder applies the post-filter
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Codec:
         return EncodeResult(data=data, width=img.width, height=img.height, quality=quality,
                             profile=prof.name, bpp=8 * len(data) / n, est_bpp=est_bits / n,
                             psnr=psnr, seconds=time.perf_counter() - t0, reconstruction=rec,
-                            warnings=list(img.warnings), tile_size=tile)
+                            warnings=list(img.warnings), tile_size=tile, postfilter=postfilter)
 
     def _code_pixels(self, pixels: np.ndarray, prof, t: float, postfilter: bool,
                      time_budget: float | None, choose_postfilter: bool = True,

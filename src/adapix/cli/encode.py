@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"{src} -> {dst}: {res.width}x{res.height}, {len(res.data)} bytes, "
                        f"{res.bpp:.4f} bpp, PSNR {res.psnr:.2f} dB, {res.seconds:.2f} s "
                        f"(quality {res.quality:g}, profile {res.profile}"
+                       + (", post-filter" if res.postfilter else "")
                        + (f", tiles of {res.tile_size} px)" if res.tile_size else ")"))
     if many and not args.quiet:
         print(f"encoded {len(inputs) - failures} of {len(inputs)} images"

@@ -80,7 +80,8 @@ class _Run:
         return self.clock() - self.t0
 
     def synthesis(self, precision: str) -> ProxySynthesis:
-        """The proxy's synthesis for this image (built once per precision)."""
+        """The proxy's synthesis for this image (built once per precision and post-filter
+        flag)."""
         key = (precision, self.postfilter)
         if key not in self._synth:
             self._synth[key] = ProxySynthesis(self.model, self.t, self.postfilter, precision)
