@@ -5,6 +5,12 @@ lambda(q) from the shipped model's config (:meth:`AdapixModel.lam`); MSE from ea
 Prints the mean and the range of the per-image changes at each quality.
 
     python scripts/rd_cost_per_quality.py results/kodak-profiles-s6/per_image.csv adapix-balanced adapix-fast
+
+``--anchor-csv`` takes the anchor's rows from another CSV, e.g. a repeat of the same profile
+(how much two runs of a time-budgeted encoder differ):
+
+    python scripts/rd_cost_per_quality.py results/kodak-balanced-repeat-s7/per_image.csv \
+        adapix-balanced adapix-balanced --anchor-csv results/kodak-profiles-s7/per_image.csv
 """
 
 from __future__ import annotations
@@ -25,23 +31,33 @@ def main(argv=None) -> int:
     p.add_argument("csv", help="per_image.csv written by adapix eval")
     p.add_argument("codec", help="e.g. adapix-balanced")
     p.add_argument("anchor", help="e.g. adapix-fast")
+    p.add_argument("--anchor-csv", default=None,
+                   help="read the anchor's rows from this CSV instead (default: the same CSV)")
     p.add_argument("--limit", type=int, default=None,
                    help="only the first N images (sorted by name)")
     args = p.parse_args(argv)
     model = Codec().model
-    cost: dict[tuple[str, float, str], float] = {}
-    with open(args.csv, newline="") as f:
-        for r in csv.DictReader(f):
-            q = float(r["param"])
-            lam = float(model.lam(torch.tensor([quality_to_position(model.cfg, q)]))[0])
-            cost[(r["codec"], q, r["image"])] = (float(r["bpp"])
-                                                 + lam * 255.0 ** 2 * 10 ** (-float(r["psnr"]) / 10))
+
+    def read(path: str, codec: str) -> dict[tuple[float, str], float]:
+        out = {}
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                if r["codec"] != codec:
+                    continue
+                q = float(r["param"])
+                lam = float(model.lam(torch.tensor([quality_to_position(model.cfg, q)]))[0])
+                out[(q, r["image"])] = (float(r["bpp"])
+                                        + lam * 255.0 ** 2 * 10 ** (-float(r["psnr"]) / 10))
+        return out
+
+    test = read(args.csv, args.codec)
+    anchor = read(args.anchor_csv or args.csv, args.anchor)
     if args.limit is not None:
-        keep = sorted({k[2] for k in cost})[: args.limit]
-        cost = {k: v for k, v in cost.items() if k[2] in keep}
-    for q in sorted({k[1] for k in cost if k[0] == args.codec}):
-        ch = [100 * (cost[(args.codec, q, im)] / cost[(args.anchor, q, im)] - 1)
-              for (c, qq, im) in cost if c == args.codec and qq == q and (args.anchor, q, im) in cost]
+        keep = sorted({k[1] for k in test} | {k[1] for k in anchor})[: args.limit]
+        test = {k: v for k, v in test.items() if k[1] in keep}
+    for q in sorted({k[0] for k in test}):
+        ch = [100 * (test[(q, im)] / anchor[(q, im)] - 1)
+              for (qq, im) in test if qq == q and (q, im) in anchor]
         if ch:
             print(f"q{q:g}: {np.mean(ch):+.2f}% mean over {len(ch)} images "
                   f"({min(ch):+.2f}% to {max(ch):+.2f}%)")
