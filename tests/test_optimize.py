@@ -14,6 +14,7 @@ from adapix.images import pad_to_multiple
 from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, measure,
                              optimize_latents, optimize_latents_ex, proxy_loss, rd_cost_of,
                              rd_cost_true, sga_round)
+from helpers import harm_postfilter
 
 T = 2.5  # quality position (quality 50 of 6 anchors)
 
@@ -483,18 +484,9 @@ def test_infinite_budget_is_no_budget(model, image):
     assert out.stats.iterations == 12 and not out.stats.stopped_by_budget
 
 
-def _harmful_postfilter_model(make_model):
-    """The TINY model with a post-filter that adds strong noise-like residuals (it hurts every
-    image), so that coding without it is cheaper."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.postfilter.c3.weight.mul_(40)
-    return model
-
-
 def test_postfilter_choice_turns_off_a_filter_that_hurts(make_model, image):
     xp, hw = image
-    model = _harmful_postfilter_model(make_model)
+    model = harm_postfilter(make_model(0))
     on_cost, _ = _fast(model, xp, hw, postfilter=True)
     off_cost, _ = _fast(model, xp, hw, postfilter=False)
     assert off_cost < on_cost  # the premise: this filter hurts

@@ -13,6 +13,7 @@ from adapix.images import RasterImage, pad_to_multiple, to_tensor
 from adapix.model import quality_to_position
 from adapix.optimize import Preset, rd_cost_of, rd_cost_true
 from adapix.profiles import PROFILES, Profile, get_profile
+from helpers import harm_postfilter
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -141,11 +142,9 @@ def test_codec_writes_the_post_filter_flag_the_encoder_chose(make_model, tmp_pat
     from adapix.codec import Codec
     from adapix.weights import export_weights
 
-    model = make_model(0)
-    with torch.no_grad():
-        model.postfilter.c3.weight.mul_(40)
     path = tmp_path / "harmful-pf.safetensors"
-    export_weights(model, path, "tiny-test", fp16=False, postfilter_trained=True)
+    export_weights(harm_postfilter(make_model(0)), path, "tiny-test", fp16=False,
+                   postfilter_trained=True)
     codec = Codec(path)
     res = codec.encode_ex(raster, quality=60, profile="balanced", time_budget=1.0)
     dec = codec.decode_ex(res.data)
