@@ -89,7 +89,8 @@ def parse_config(name: str) -> Preset:
     (``-q{min}``: the phase runs only at quality >= min),
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
-    ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases),
+    ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases), ``-m{merge}``
+    (consecutive steps searched as one block),
     ``-noscreen`` (a step's candidates at once, verified only by the true cost),
     ``-fresh`` (coding maps recomputed after every changed step), ``-rev`` (steps finest first),
     ``-curv``
@@ -117,9 +118,10 @@ def parse_config(name: str) -> Preset:
                 greedy = replace(greedy, curvature=True)
             elif o in ("fp32", "fp32cl", "bf16"):  # precision of the search's proxy synthesis
                 greedy = replace(greedy, precision=o)
-            elif o[:1] in "ftcnvps" and o[1:]:
+            elif o[:1] in "ftcnvpsm" and o[1:]:
                 field = {"f": "fraction", "t": "threshold", "c": "chunks", "n": "max_evals",
-                         "v": "verify_every", "p": "passes", "s": "time_share"}[o[0]]
+                         "v": "verify_every", "p": "passes", "s": "time_share",
+                         "m": "merge"}[o[0]]
                 greedy = replace(greedy, **{field: type(getattr(greedy, field))(o[1:])})
             else:
                 raise ValueError(f"unknown greedy option {o!r}")

@@ -176,6 +176,24 @@ def test_round_trip_with_postfilter(make_model, synth_image):
     assert not torch.equal(res.x_hat, plain.x_hat)  # ... but the (perturbed) filter acts
 
 
+def test_compress_latents_both_matches_compress_latents(make_model, synth_image):
+    """The paired coding (one coding pass, one synthesis, the filter on top) gives exactly the
+    two results that coding with the flag off and on gives, and what decoding yields."""
+    model = make_model()
+    x, _ = pad_to_multiple(to_tensor(RasterImage(synth_image(40, 50, seed=4))), TINY.pad_multiple)
+    t = 1.61
+    with torch.no_grad():
+        lat = model.analyse(x, torch.tensor([t]))
+        plain, post = model.compress_latents_both(lat, t)
+        for res, pf in ((plain, False), (post, True)):
+            ref = model.compress_latents(lat, t, pf)
+            assert res.postfilter is pf and res.streams == ref.streams
+            assert torch.equal(res.x_hat, ref.x_hat) and res.est_bits == ref.est_bits
+            dec = model.decompress(res.streams, tuple(x.shape[-2:]), t, postfilter=pf)
+            assert torch.equal(dec, res.x_hat)
+    assert not torch.equal(plain.x_hat, post.x_hat)
+
+
 def test_same_bytes_and_pixels_with_1_and_2_threads(tiny_codec, synth_image):
     img = RasterImage(synth_image(130, 200, seed=5))
     before = torch.get_num_threads()

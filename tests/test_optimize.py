@@ -173,13 +173,14 @@ def test_time_budget_stops_gracefully(model, image):
     assert out.stats.history[-1][0] == "p"  # the last state was looked at
 
 
-@pytest.mark.parametrize("fresh_maps,screen,order", [(False, True, "msp"), (True, True, "msp"),
-                                                     (True, False, "msp"),
-                                                     (False, True, "reverse")])
-def test_greedy_search_never_increases_the_cost(model, image, fresh_maps, screen, order):
+@pytest.mark.parametrize("fresh_maps,screen,order,merge", [
+    (False, True, "msp", 1), (True, True, "msp", 1), (True, False, "msp", 1),
+    (False, True, "reverse", 1), (True, True, "reverse", 3), (True, False, "msp", 2)])
+def test_greedy_search_never_increases_the_cost(model, image, fresh_maps, screen, order, merge):
     xp, hw = image
     gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, chunks=2, max_evals=10,
-                      fresh_maps=fresh_maps, screen=screen, curvature=not screen, order=order)
+                      fresh_maps=fresh_maps, screen=screen, curvature=not screen, order=order,
+                      merge=merge)
     out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
     assert out.stats.final_cost <= out.stats.initial_cost
     # chunks are screened; one true evaluation per MSP step with kept chunks
@@ -250,7 +251,7 @@ def test_phase_validation():
             Phase("p", 10, 0.01, min_quality=bad)
     for bad in ({"precision": "fp16"}, {"fraction": 0.0}, {"threshold": 0.7}, {"chunks": 0},
                 {"passes": 0}, {"verify_every": 0}, {"max_evals": 0}, {"time_share": 1.5},
-                {"order": "random"}):
+                {"order": "random"}, {"merge": 0}):
         with pytest.raises(ValueError):
             GreedySearch(enabled=True, **bad)
     p = Phase("p", 11, 0.1, lr_final=0.1, tau=(0.5, 0.05))
@@ -521,8 +522,8 @@ def test_postfilter_choice_keeps_a_filter_that_does_not_hurt(make_model, image):
     assert out.result.postfilter is True
 
 
-@pytest.mark.parametrize("order", ["msp", "reverse"])
-def test_greedy_search_visits_the_steps_in_its_order(model, image, monkeypatch, order):
+@pytest.mark.parametrize("order,merge", [("msp", 1), ("reverse", 1), ("reverse", 2)])
+def test_greedy_search_visits_the_steps_in_its_order(model, image, monkeypatch, order, merge):
     import adapix.optimize.greedy as greedy_mod
 
     seen = []
@@ -535,8 +536,28 @@ def test_greedy_search_visits_the_steps_in_its_order(model, image, monkeypatch, 
     monkeypatch.setattr(greedy_mod, "_candidates", spy)
     xp, hw = image
     gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, max_evals=100, passes=2,
-                      order=order)
+                      order=order, merge=merge)
     optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
     steps = model.msp.steps()
     one = steps[::-1] if order == "reverse" else steps
-    assert seen == one * 2
+    assert seen == one * 2  # merged blocks still visit every step, in the same order
+
+
+def test_merged_blocks_share_their_coding_maps(model, image, monkeypatch):
+    """With ``merge`` = all steps, a pass recomputes the coding maps once (fresh maps are
+    recomputed per changed block, not per step)."""
+    import adapix.optimize.greedy as greedy_mod
+
+    calls = []
+    real = greedy_mod._coding_maps
+    monkeypatch.setattr(greedy_mod, "_coding_maps",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    xp, hw = image
+    n = len(model.msp.steps())
+    for merge, most in ((1, n), (n, 1)):
+        calls.clear()
+        gs = GreedySearch(enabled=True, fraction=0.2, threshold=0.3, max_evals=100,
+                          fresh_maps=True, merge=merge)
+        out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
+        assert 1 <= len(calls) <= most
+        assert out.stats.final_cost <= out.stats.initial_cost

@@ -126,6 +126,38 @@ def test_default_budget_applies_unless_overridden(tiny_codec, raster, monkeypatc
     assert PROFILES["best"].default_budget(hw) == 120.0
 
 
+def test_codec_budget_counts_from_the_start_of_encode(tiny_codec, raster, monkeypatch):
+    """The optimisation gets what is left of the budget after the codec's own work (loading,
+    padding), so an encode's wall time stays within it; with no budget given, the profile's
+    default for the image's size is what is counted down."""
+    import time
+    from dataclasses import replace
+
+    import adapix.profiles as profiles_mod
+
+    budgets = []
+    real = profiles_mod.optimize_latents
+
+    def spy(*args, **kwargs):
+        budgets.append(kwargs["time_budget"])
+        return real(*args, **kwargs)
+
+    def slow_image(*args, **kwargs):
+        time.sleep(0.2)  # the codec's own work before the optimisation starts
+        return raster
+
+    monkeypatch.setattr(profiles_mod, "optimize_latents", spy)
+    monkeypatch.setattr("adapix.codec.load_image", slow_image)
+    tiny_codec.encode_ex("image.png", quality=60, profile="balanced", time_budget=1.0)
+    assert 0.0 < budgets[-1] <= 0.8
+    monkeypatch.setitem(PROFILES, "balanced", replace(PROFILES["balanced"], time_budget=0.5))
+    res = tiny_codec.encode_ex("image.png", quality=60, profile="balanced")
+    assert 0.0 <= budgets[-1] <= 0.3
+    tiny_codec.encode_ex("image.png", quality=60, profile="balanced", time_budget=0.1)
+    assert budgets[-1] == 0.0  # spent before the optimisation began: nothing left
+    assert res.seconds >= 0.2
+
+
 def test_profile_presets_stay_within_their_iteration_budget():
     """The shipped presets are sized for their targets (docs/ablations.md): keep them cheap."""
     bal, best = PROFILES["balanced"].preset, PROFILES["best"].preset

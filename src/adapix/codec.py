@@ -103,8 +103,10 @@ class Codec:
                   time_budget: float | None = None, tile_size: int | None = None) -> EncodeResult:
         """``tile_size``: None tiles images above :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels
         with tiles of :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64
-        tiles with that size (see :mod:`adapix.tiling`). ``time_budget`` bounds the whole image;
-        a tiled image shares it among its tiles."""
+        tiles with that size (see :mod:`adapix.tiling`). ``time_budget`` (seconds; None: the
+        profile's default for the image's size, ``math.inf``: none) bounds the whole call, from
+        reading the image on; the encoder-side optimisation gets what is left of it (a tiled
+        image shares that among its tiles)."""
         t0 = time.perf_counter()
         img = image if isinstance(image, RasterImage) else load_image(image, max_pixels=self.max_pixels)
         if not (isinstance(quality, numbers.Real) and 0.0 <= float(quality) <= 100.0):
@@ -115,9 +117,18 @@ class Codec:
         postfilter = prof.postfilter and self.loaded.postfilter_trained
         t = quality_to_position(self.model.cfg, quality)
         n = img.width * img.height
+        if time_budget is None:  # the profile's default for this image size (None: unbounded)
+            time_budget = prof.default_budget((img.height, img.width))
+
+        def left() -> float | None:
+            """What is left of the budget, which counts from the start of encode_ex."""
+            if time_budget is None:
+                return None
+            return max(time_budget - (time.perf_counter() - t0), 0.0)
+
         if not tile:
             streams, rec_px, est_bits, postfilter = self._code_pixels(
-                img.pixels, prof, t, postfilter, time_budget)
+                img.pixels, prof, t, postfilter, left())
             sections = {SectionType.MODEL_STREAM: streams.model_stream,
                         SectionType.HYPER: streams.hyper, SectionType.CONTENT: streams.content}
             psnr = psnr_uint8(img.pixels, rec_px)
@@ -127,10 +138,9 @@ class Codec:
             rec_px = np.empty_like(img.pixels)
             parts, est_bits, sse = [], 0.0, 0
             for tl in grid:
-                budget = None
-                if time_budget is not None:  # an equal share of what is left
-                    left = time_budget - (time.perf_counter() - t0)
-                    budget = max(left, 0.0) / (grid.count - tl.index)
+                budget = left()
+                if budget is not None:  # an equal share of what is left
+                    budget /= grid.count - tl.index
                 src = tiling.cut(img.pixels, tl)
                 streams, rec_tile, bits, _ = self._code_pixels(src, prof, t, postfilter, budget,
                                                                choose_postfilter=False)

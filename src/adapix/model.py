@@ -131,12 +131,14 @@ class AdapixModel(nn.Module):
 
     def synthesize(self, y_hat: torch.Tensor, s_hat: torch.Tensor, t: torch.Tensor,
                    postfilter: bool) -> torch.Tensor:
+        x_hat, gen = self._synthesize_plain(y_hat, s_hat, t)
+        return self.postfilter(x_hat, gen) if postfilter else x_hat
+
+    def _synthesize_plain(self, y_hat: torch.Tensor, s_hat: torch.Tensor, t: torch.Tensor):
+        """The synthesis without the post-filter: (x_hat, the generated layers)."""
         gen = self.generator(s_hat.float())
         y_in = y_hat * self._interp(self.log_inv_gain, t).to(y_hat.dtype)
-        x_hat = self.g_s(y_in, gen.synthesis_delta)
-        if postfilter:
-            x_hat = self.postfilter(x_hat, gen)
-        return x_hat
+        return self.g_s(y_in, gen.synthesis_delta), gen
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False) -> ForwardOutput:
         lat = self.analyse(x, t)
@@ -174,9 +176,9 @@ class AdapixModel(nn.Module):
         """h_s(z_hat) in exact fixed point (float64), as both encoder and decoder compute it."""
         return self.fixed_nets()[self.h_s](z_hat)
 
-    @torch.no_grad()
-    def compress_latents(self, lat: Latents, t: float, postfilter: bool) -> CodingResult:
-        """Codes given (continuous) latents; y is rounded around the MSP means."""
+    def _code_streams(self, lat: Latents) -> tuple[Streams, torch.Tensor, torch.Tensor, float]:
+        """Entropy-codes given (continuous) latents: (streams, y_hat, s_hat (1, D), estimated
+        bits of all streams); y is rounded around the MSP means."""
         fixed = self.fixed_nets()
         s_bytes, s_hat = self.s_prior.compress(lat.s.unsqueeze(-1))
         z_bytes, z_hat = self.z_prior.compress(lat.z)
@@ -184,10 +186,26 @@ class AdapixModel(nn.Module):
         enc = StepEncoder(self.snap.table)
         y_hat, est_y = self.msp.code(feats, lat.y, enc, self.snap, fixed)
         content = enc.finish()
-        x_hat = self.synthesize(y_hat.float(), s_hat.squeeze(-1), torch.tensor([t]), postfilter)
         est = est_y + self.z_prior.estimate_bits(z_hat) + self.s_prior.estimate_bits(s_hat)
-        return CodingResult(Streams(s_bytes, z_bytes, content), x_hat.clamp(0, 1), est,
-                            bool(postfilter))
+        return Streams(s_bytes, z_bytes, content), y_hat, s_hat.squeeze(-1), est
+
+    @torch.no_grad()
+    def compress_latents(self, lat: Latents, t: float, postfilter: bool) -> CodingResult:
+        """Codes given (continuous) latents; y is rounded around the MSP means."""
+        streams, y_hat, s_hat, est = self._code_streams(lat)
+        x_hat = self.synthesize(y_hat.float(), s_hat, torch.tensor([t]), postfilter)
+        return CodingResult(streams, x_hat.clamp(0, 1), est, bool(postfilter))
+
+    @torch.no_grad()
+    def compress_latents_both(self, lat: Latents, t: float) -> tuple[CodingResult, CodingResult]:
+        """``compress_latents`` with the post-filter off and on, from one coding pass and one
+        synthesis (the streams do not depend on the flag): (without, with). Each result is
+        identical to what ``compress_latents`` gives, and to what decoding yields."""
+        streams, y_hat, s_hat, est = self._code_streams(lat)
+        x_plain, gen = self._synthesize_plain(y_hat.float(), s_hat, torch.tensor([t]))
+        x_post = self.postfilter(x_plain, gen)
+        return (CodingResult(streams, x_plain.clamp(0, 1), est, False),
+                CodingResult(streams, x_post.clamp(0, 1), est, True))
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, t: float, postfilter: bool = False) -> CodingResult:

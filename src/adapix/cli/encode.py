@@ -52,7 +52,10 @@ def build_parser() -> Parser:
     p.add_argument("--profile", default="fast", choices=sorted(PROFILES),
                    help="encoder effort (default fast)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="stop encoder-side optimisation after this many seconds, keep the best")
+                   help="bound each encode (each trial of --target-*) to about this many "
+                        "seconds, counted from reading the image: the encoder-side optimisation "
+                        "stops in time and keeps the best state found (default: the profile's "
+                        "budget for the image's size)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, metavar="BPP",
                         help="search the quality for the largest file <= BPP bits per pixel "

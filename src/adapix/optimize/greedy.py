@@ -1,4 +1,4 @@
-"""Greedy search over the rounding decisions of y, in MSP coding order (:class:`GreedySearch`)."""
+"""Greedy search over the rounding decisions of y, in blocks of MSP steps (:class:`GreedySearch`)."""
 
 from __future__ import annotations
 
@@ -103,14 +103,44 @@ def _screen_cost(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.T
 
     Rate: the ideal code length of y under the float32 MSP model (the proxy's STE rate; about 5x
     faster than replaying the fixed-point coding model, and the same up to the snapping of means
-    and scales). Distortion: lambda * 255^2 * MSE of the ``precision`` proxy synthesis, clamped
-    to [0, 1]. z and s do not change during the search, so their bits are left out."""
+    and scales, for a y on the coded lattice, :func:`_lattice`). Distortion: lambda * 255^2 *
+    MSE of the ``precision`` proxy synthesis, clamped to [0, 1]. z and s do not change during
+    the search, so their bits are left out."""
     model = run.model
     y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
     x_hat = run.synthesis(precision)(y_hat.float(), s_hat.float())
     mse = float(((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean())
     pixels = int(run.hw[0]) * int(run.hw[1])
     return float(bits_t.sum()) / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
+
+
+def _lattice(y: torch.Tensor, mu_map: torch.Tensor, m: int) -> torch.Tensor:
+    """y moved to what it codes as, mu_s + q with q = round(y - mu_s) (float32, (1, M, h, w)),
+    mu_s the coded (snapped) means of ``mu_map``. The streams do not change, but the float
+    model's rounding, about the float means, now agrees with the coder's: for y itself about 3%
+    of the elements, those nearest a rounding boundary (the search's candidates), round the
+    other way in the float model, so its cost and gradient would be those of another point."""
+    q = torch.round(y.double() - mu_map).clamp(-m, m - 1)
+    return (mu_map + q).float()
+
+
+def _grad_and_screen(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.Tensor,
+                     precision: str) -> tuple[torch.Tensor, float]:
+    """The distortion gradient (as :func:`_distortion_grad`) and the screening cost (as
+    :func:`_screen_cost`) of y from one synthesis. The gradient is taken at the float model's
+    y_hat; for y on the coded lattice (:func:`_lattice`) that has the coded integers, and differs
+    from the coded y_hat only by the snapping of the means."""
+    model = run.model
+    with torch.no_grad():
+        y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
+    leaf = y_hat.detach().float().clone().requires_grad_(True)
+    with torch.enable_grad():
+        x_hat = run.synthesis(precision)(leaf, s_hat.float())
+        mse = ((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean()
+        dist = _lam(model, run.t) * 255.0 ** 2 * mse
+        (grad,) = torch.autograd.grad(dist, leaf)
+    pixels = int(run.hw[0]) * int(run.hw[1])
+    return grad, float(bits_t.sum()) / pixels + float(dist.detach())
 
 
 def _element_bits(q: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -120,9 +150,10 @@ def _element_bits(q: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 
 def _candidates(run: _Run, gs: GreedySearch, step, y: torch.Tensor, mu_map, std_map,
                 grad, curv: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Elements of ``step`` worth flipping, best predicted gain first, and the flipped values
-    (flat over the step's view); None when there is none.
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Elements of ``step`` worth flipping, best predicted gain first, the flipped values (flat
+    over the step's view) and the candidates' predicted gains (negative); None when there is
+    none.
 
     Predicted gain of moving an element by d = +-1: exact change of its own code length under
     its Gaussian (contexts ignored) + g d (distortion gradient) + curv d^2 / 2 (the per-channel
@@ -156,7 +187,36 @@ def _candidates(run: _Run, gs: GreedySearch, step, y: torch.Tensor, mu_map, std_
         return None
     cand = cand[torch.argsort(gain.flatten()[cand])]
     target = (_step_view(mu_map, step, S, mg) + q_new).flatten()
-    return cand, target
+    return cand, target, gain.flatten()[cand]
+
+
+class _Flips:
+    """Candidates of one block of MSP steps (``GreedySearch.merge``), best predicted gain first:
+    for each candidate, the index of its step in the block and its flat index in that step's
+    view; ``targets[j]`` holds the flipped values of step j's view."""
+
+    def __init__(self, found: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]):
+        self.targets = {j: target for j, _, target, _ in found}
+        sid = torch.cat([torch.full_like(cand, j) for j, cand, _, _ in found])
+        idx = torch.cat([cand for _, cand, _, _ in found])
+        order = torch.argsort(torch.cat([gain for _, _, _, gain in found]), stable=True)
+        self.sid, self.idx = sid[order], idx[order]
+
+    def __len__(self) -> int:
+        return int(self.idx.numel())
+
+    def chunks(self, n: int) -> list[torch.Tensor]:
+        """Positions (into sid/idx) of n chunks of about equal size, best first."""
+        return list(torch.tensor_split(torch.arange(len(self)), min(n, len(self))))
+
+    def apply(self, y: torch.Tensor, block: list[Step], scales: int, mg: int,
+              pos: torch.Tensor | None = None) -> torch.Tensor:
+        """A copy of y with the candidates at positions ``pos`` (default: all) flipped."""
+        sid = self.sid if pos is None else self.sid[pos]
+        idx = self.idx if pos is None else self.idx[pos]
+        for j in sid.unique().tolist():
+            y = _flipped(y, block[j], scales, mg, idx[sid == j], self.targets[j])
+        return y
 
 
 def _flipped(y: torch.Tensor, step, scales: int, mg: int, idx: torch.Tensor,
@@ -170,16 +230,26 @@ def _flipped(y: torch.Tensor, step, scales: int, mg: int, idx: torch.Tensor,
     return y_try.to(y.dtype)
 
 
+def _blocks(steps: list[Step], gs: GreedySearch) -> list[list[Step]]:
+    """The search's blocks for all its passes: the MSP steps in ``gs.order``, ``gs.merge``
+    consecutive steps to a block (a pass's last block may be shorter)."""
+    one = steps[::-1] if gs.order == "reverse" else steps
+    blocks = [one[i:i + gs.merge] for i in range(0, len(one), gs.merge)]
+    return blocks * max(1, gs.passes)
+
+
 def _greedy(run: _Run, gs: GreedySearch) -> None:
-    """Greedy flips of rounding decisions of y, step by step in MSP order (see
-    :class:`GreedySearch`), with cheap decisions: chunks are kept when the screening cost
-    (:func:`_screen_cost`) drops; the true cost is measured after every ``gs.verify_every`` MSP
-    steps that changed something, and those steps' flips are dropped unless it dropped too.
-    The coding maps (snapped means, scales) and the distortion gradient that choose the
-    candidates are recomputed after each verification (``gs.fresh_maps``: after every step that
-    changed); in between, the means of later steps move by far less than a quantisation step."""
+    """Greedy flips of rounding decisions of y, block by block (``gs.merge`` MSP steps each, in
+    ``gs.order``; see :class:`GreedySearch`), with cheap decisions: chunks are kept when the
+    screening cost (:func:`_screen_cost`) drops; the true cost is measured after every
+    ``gs.verify_every`` blocks that changed something, and those blocks' flips are dropped
+    unless it dropped too. The coding maps (snapped means, scales) and the distortion gradient
+    that choose the candidates are recomputed after each verification (``gs.fresh_maps``: after
+    every block that changed); in between, the means of later steps move by far less than a
+    quantisation step."""
     model = run.model
     S, mg = model.cfg.scales, model.cfg.M // model.cfg.groups
+    m = model.cfg.symbol_max
     evals = 0
     base = run.best  # the state the search builds on: z, s and the verified y
     with torch.no_grad():
@@ -189,10 +259,9 @@ def _greedy(run: _Run, gs: GreedySearch) -> None:
     maps_of = None  # the y the coding maps, the gradient and the screening cost belong to
     curv = None
     pending = pending_kept = pending_flips = 0
-    order = model.msp.steps()
-    steps = (order[::-1] if gs.order == "reverse" else order) * max(1, gs.passes)
+    blocks = _blocks(model.msp.steps(), gs)
     maps_seconds = 0.0  # what the last recomputation of the maps took (a budget reserve)
-    for k, step in enumerate(steps):
+    for k, block in enumerate(blocks):
         new_maps = maps_of is None or (maps_of is not y_state and (gs.fresh_maps or not pending))
         reserve = (1 + bool(pending)) * run.eval_seconds + (maps_seconds if new_maps else 0.0)
         if evals >= gs.max_evals or run.out_of_time(reserve=reserve):
@@ -201,34 +270,39 @@ def _greedy(run: _Run, gs: GreedySearch) -> None:
             t_maps = run.clock()
             lat = Latents(y=y_state, z=base.lat.z, s=base.lat.s)
             mu_map, std_map, y_hat, s_hat = _coding_maps(model, lat)
-            grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
+            if gs.screen:  # one synthesis gives the gradient and the screening cost
+                grad, cur_screen = _grad_and_screen(run, feats, _lattice(y_state, mu_map, m),
+                                                    s_hat, gs.precision)
+            else:
+                grad = _distortion_grad(run, y_hat, s_hat, gs.precision)
             if gs.curvature and curv is None:
                 curv = _distortion_curvature(run, y_hat, s_hat, gs.precision)
-            if gs.screen:
-                cur_screen = _screen_cost(run, feats, y_state, s_hat, gs.precision)
             maps_of = y_state
             maps_seconds = run.clock() - t_maps
-        found = _candidates(run, gs, step, y_state, mu_map, std_map, grad, curv)
-        if found is not None:
-            cand, target = found
-            y_cur, kept, flips = y_state, 0, 0
-            if not gs.screen:  # all the step's candidates at once; the verification decides
-                y_cur, kept, flips = _flipped(y_cur, step, S, mg, cand, target), 1, int(cand.numel())
+        found = []
+        for j, step in enumerate(block):
+            c = _candidates(run, gs, step, y_state, mu_map, std_map, grad, curv)
+            if c is not None:
+                found.append((j, *c))
+        if found:
+            flips = _Flips(found)
+            y_cur, kept, n_flips = y_state, 0, 0
+            if not gs.screen:  # all the block's candidates at once; the verification decides
+                y_cur, kept, n_flips = flips.apply(y_cur, block, S, mg), 1, len(flips)
                 run.stats.greedy_tried += 1
-            chunks = torch.tensor_split(cand, min(gs.chunks, cand.numel())) if gs.screen else ()
-            for chunk in chunks:
+            for pos in (flips.chunks(gs.chunks) if gs.screen else ()):
                 if run.out_of_time(reserve=2 * run.eval_seconds):
                     break
-                y_try = _flipped(y_cur, step, S, mg, chunk, target)
-                c = _screen_cost(run, feats, y_try, s_hat, gs.precision)
+                y_try = flips.apply(y_cur, block, S, mg, pos)
+                c = _screen_cost(run, feats, _lattice(y_try, mu_map, m), s_hat, gs.precision)
                 run.stats.greedy_tried += 1
                 if c < cur_screen:
                     y_cur, cur_screen = y_try, c
-                    kept, flips = kept + 1, flips + int(chunk.numel())
+                    kept, n_flips = kept + 1, n_flips + int(pos.numel())
             if kept:
                 y_state, pending = y_cur, pending + 1
-                pending_kept, pending_flips = pending_kept + kept, pending_flips + flips
-        if pending and (pending >= gs.verify_every or k == len(steps) - 1):
+                pending_kept, pending_flips = pending_kept + kept, pending_flips + n_flips
+        if pending and (pending >= gs.verify_every or k == len(blocks) - 1):
             before = run.best
             run.evaluate(Latents(y=y_state, z=base.lat.z, s=base.lat.s), "greedy", evals)
             evals += 1

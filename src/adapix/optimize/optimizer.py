@@ -53,8 +53,9 @@ def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> li
 @functools.cache
 def _warm_up_adam() -> None:
     """The first ``torch.optim.Adam`` of a process imports torch._dynamo (2.4-2.7 s on an AVX2
-    EPYC core, scripts/cpu_check.py): a one-time start-up cost, paid before the time budget's
-    clock starts so that it does not eat a short budget's first phase."""
+    EPYC core, scripts/cpu_check.py): a one-time start-up cost, paid up front (and counted in
+    the time budget) rather than inside the first phase's first step, whose duration the
+    budget checks use as the cost of a step."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
@@ -62,10 +63,10 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
               clock=None, choose_postfilter=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
     phases = preset.phases_at(position_to_quality(model.cfg, t))
-    if phases or preset.encoder_finetune:
-        _warm_up_adam()
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
-    run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)
+    run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)  # the clock starts
+    if phases or preset.encoder_finetune:
+        _warm_up_adam()  # inside the budget: a process's first encode pays it
     # The random relaxations (noise, SGA) draw from a fixed seed, so that an encode does not
     # depend on (nor disturb) the caller's random state: same input and settings, same bytes on
     # the same machine and thread count (float gradients may differ elsewhere; a time budget
@@ -74,12 +75,13 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         torch.manual_seed(RANDOM_SEED)
         with torch.no_grad():
             lat0 = model.analyse(x, torch.tensor([float(t)]))
-        run.evaluate(lat0, "start", 0)
         if postfilter and preset.postfilter_choice and choose_postfilter:
-            # The post-filter does not suit every image: code the start without it too, and
-            # optimise with the flag of lower true cost (run.best keeps the cheaper one).
-            run.evaluate(lat0, "start-nopf", 0, postfilter=False)
+            # The post-filter does not suit every image: measure the start without it too (the
+            # same streams), and optimise with the flag of lower true cost (run.best keeps it).
+            run.evaluate_both(lat0, "start", 0)
             run.postfilter = run.best.result.postfilter
+        else:
+            run.evaluate(lat0, "start", 0)
         run.stats.initial_cost = run.best.cost
         if not run.out_of_time():
             if preset.encoder_finetune and preset.finetune_iters > 0:

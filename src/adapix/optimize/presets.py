@@ -103,7 +103,8 @@ class GreedySearch:
     flipped at once (vectorised). At most ``max_evals`` true-cost evaluations are spent.
 
     A chunk is kept when a cheap screening cost drops (ideal code length of y under the float
-    MSP model + distortion of the ``precision`` proxy synthesis), and the true cost is measured
+    MSP model + distortion of the ``precision`` proxy synthesis, both at y's coded lattice point,
+    so that the float model rounds as the coder does), and the true cost is measured
     after every ``verify_every`` MSP steps that changed something (their flips are dropped unless
     it drops too). ``screen=False`` skips the screening cost (one synthesis per chunk): all of a
     step's candidates are flipped at once, and only the true-cost verification decides; for CPUs
@@ -114,7 +115,9 @@ class GreedySearch:
     gradient phases leave ``time_share`` of the budget to the search. ``order``: the order of
     the MSP steps within a pass, ``"msp"`` (coding order) or ``"reverse"`` (finest scale first:
     the steps with the most elements, whose flips change no other step's context; a short budget
-    reaches them first).
+    reaches them first). ``merge``: consecutive steps (in that order) searched as one block:
+    their candidates are chosen from the same coding maps and ranked together, so a pass needs
+    ``merge`` times fewer map recomputations and verifications.
     """
 
     enabled: bool = False
@@ -130,6 +133,7 @@ class GreedySearch:
     passes: int = 1
     precision: str = "auto"
     order: str = "msp"
+    merge: int = 1
 
     def __post_init__(self) -> None:
         if self.order not in SEARCH_ORDERS:
@@ -138,8 +142,8 @@ class GreedySearch:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not (0.0 < self.fraction <= 1.0 and 0.0 < self.threshold <= 0.5):
             raise ValueError("fraction must be in (0, 1] and threshold in (0, 0.5]")
-        if min(self.chunks, self.max_evals, self.verify_every, self.passes) < 1:
-            raise ValueError("chunks, max_evals, verify_every and passes must be >= 1")
+        if min(self.chunks, self.max_evals, self.verify_every, self.passes, self.merge) < 1:
+            raise ValueError("chunks, max_evals, verify_every, passes and merge must be >= 1")
         if not 0.0 <= self.time_share <= 1.0:
             raise ValueError(f"time_share must be in [0, 1], got {self.time_share!r}")
 

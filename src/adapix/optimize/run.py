@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..model import CodingResult, Latents
-from .cost import _lam, _sse255, rd_cost_true
+from .cost import _lam, _sse255, rd_cost_of
 from .proxy import ProxySynthesis, _detach
 
 
@@ -105,13 +105,30 @@ class _Run:
         t1 = self.clock()
         lat = _detach(lat)
         pf = self.postfilter if postfilter is None else bool(postfilter)
-        cost, res = rd_cost_true(self.model, lat, self.t, self.x, self.hw, pf)
+        st = self._consider(lat, self.model.compress_latents(lat, self.t, pf), stage, it)
+        self._timed(t1, 1)
+        return st
+
+    def evaluate_both(self, lat: Latents, stage: str, it: int) -> tuple[_State, _State]:
+        """Codes ``lat`` for real once, and considers it with the post-filter on (``stage``)
+        and off (``stage + "-nopf"``), in that order: (with, without)."""
+        t1 = self.clock()
+        lat = _detach(lat)
+        plain, post = self.model.compress_latents_both(lat, self.t)
+        st = (self._consider(lat, post, stage, it), self._consider(lat, plain, stage + "-nopf", it))
+        self._timed(t1, 2)
+        return st
+
+    def _timed(self, t1: float, n: int) -> None:
+        self.eval_seconds = self.clock() - t1  # kept in reserve by the budget checks
+        self.stats.eval_seconds += self.eval_seconds
+        self.stats.evaluations += n
+
+    def _consider(self, lat: Latents, res: CodingResult, stage: str, it: int) -> _State:
+        cost = rd_cost_of(self.model, res, self.x, self.hw, self.t)
         pixels = int(self.hw[0]) * int(self.hw[1])
         est = res.est_bits / pixels + _lam(self.model, self.t) * _sse255(res.x_hat, self.x, self.hw)
         st = _State(lat, cost, est, res)
-        self.eval_seconds = self.clock() - t1
-        self.stats.eval_seconds += self.eval_seconds
-        self.stats.evaluations += 1
         self.stats.history.append((stage, it, cost))
         if self.best is None or st.better_than(self.best):
             self.best = st
