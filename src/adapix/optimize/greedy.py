@@ -65,6 +65,11 @@ def _coding_maps(model: AdapixModel, lat: Latents) -> tuple[torch.Tensor, ...]:
     return mu_map, std_map, y_hat, s_hat.squeeze(-1)
 
 
+def _mse(run: _Run, x_hat: torch.Tensor) -> torch.Tensor:
+    """MSE (on [0, 1]) of x_hat clamped to [0, 1] against the image, on the original region."""
+    return ((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean()
+
+
 def _distortion_grad(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
                      precision: str = "fp32") -> torch.Tensor:
     """d(lambda * 255^2 * MSE) / d y_hat, (1, M, h, w) (synthesis of the given precision)."""
@@ -72,7 +77,7 @@ def _distortion_grad(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
     synth = run.synthesis(precision)
     with torch.enable_grad():
         x_hat = synth(leaf, s_hat.float())
-        mse = ((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean()
+        mse = _mse(run, x_hat)
         (grad,) = torch.autograd.grad(_lam(run.model, run.t) * 255.0 ** 2 * mse, leaf)
     return grad
 
@@ -109,7 +114,7 @@ def _screen_cost(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.T
     model = run.model
     y_hat, bits_t = model.msp(feats.float(), y.float(), rate_mode="ste")
     x_hat = run.synthesis(precision)(y_hat.float(), s_hat.float())
-    mse = float(((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean())
+    mse = float(_mse(run, x_hat))
     pixels = int(run.hw[0]) * int(run.hw[1])
     return float(bits_t.sum()) / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
 
@@ -136,7 +141,7 @@ def _grad_and_screen(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: tor
     leaf = y_hat.detach().float().clone().requires_grad_(True)
     with torch.enable_grad():
         x_hat = run.synthesis(precision)(leaf, s_hat.float())
-        mse = ((_crop(x_hat, run.hw).clamp(0, 1) - _crop(run.x, run.hw)) ** 2).mean()
+        mse = _mse(run, x_hat)
         dist = _lam(model, run.t) * 255.0 ** 2 * mse
         (grad,) = torch.autograd.grad(dist, leaf)
     pixels = int(run.hw[0]) * int(run.hw[1])
