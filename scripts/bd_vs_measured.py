@@ -5,7 +5,9 @@
     python scripts/bd_vs_measured.py results/kodak-profiles adapix-balanced adapix-fast results/kodak/vvc.json
 
 An anchor is a codec name in the folder, or a path to another results JSON (ending in .json).
-Akima interpolation over the overlap only (adapix.eval.bdrate); prints one line per anchor.
+Akima interpolation over the overlap only (adapix.eval.bdrate); prints one line per anchor, then
+the PSNR difference at each of the test's rates (the anchor interpolated linearly in bpp; "-"
+outside the anchor's range).
 """
 
 import json
@@ -13,6 +15,15 @@ import sys
 from pathlib import Path
 
 from adapix.eval.bdrate import bd_psnr, bd_rate
+
+
+def _diff_at(bpp: list[float], psnr: list[float], rate: float, value: float) -> str:
+    """value minus the anchor's PSNR at ``rate`` (linear in bpp between its points)."""
+    pts = sorted(zip(bpp, psnr))
+    for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
+        if b0 <= rate <= b1:
+            return f"{value - (p0 + (p1 - p0) * (rate - b0) / (b1 - b0)):+.2f}"
+    return "-"
 
 
 def main(argv: list[str]) -> int:
@@ -38,6 +49,8 @@ def main(argv: list[str]) -> int:
         p = bd_psnr(a["bpp"], a["psnr-rgb"], t["bpp"], t["psnr-rgb"])
         print(f"vs {Path(name).stem}: BD-rate {r.value:+.2f}% (overlap {r.overlap:.0%}), "
               f"BD-PSNR {p.value:+.2f} dB (overlap {p.overlap:.0%})")
+        print("   dB at the test's rates: " + " ".join(
+            _diff_at(a["bpp"], a["psnr-rgb"], b, q) for b, q in zip(t["bpp"], t["psnr-rgb"])))
     return 0
 
 

@@ -38,6 +38,10 @@ from .profiles import get_profile
 from .weights import LoadedModel, load_weights
 
 DEFAULT_QUALITY = 50.0
+FINISH_RESERVE = 0.2
+"""Seconds of a time budget (at most 2% of it) kept back from the encoder-side optimisation for
+the codec's own finishing work (its last coding pass, the reconstruction, the container), so
+that the whole call stays within the budget."""
 
 
 @dataclass
@@ -105,8 +109,8 @@ class Codec:
         with tiles of :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64
         tiles with that size (see :mod:`adapix.tiling`). ``time_budget`` (seconds; None: the
         profile's default for the image's size, ``math.inf``: none) bounds the whole call, from
-        reading the image on; the encoder-side optimisation gets what is left of it (a tiled
-        image shares that among its tiles)."""
+        reading the image on; the encoder-side optimisation gets what is left of it, less a
+        finishing reserve (:data:`FINISH_RESERVE`; a tiled image shares that among its tiles)."""
         t0 = time.perf_counter()
         img = image if isinstance(image, RasterImage) else load_image(image, max_pixels=self.max_pixels)
         if not (isinstance(quality, numbers.Real) and 0.0 <= float(quality) <= 100.0):
@@ -120,11 +124,14 @@ class Codec:
         if time_budget is None:  # the profile's default for this image size (None: unbounded)
             time_budget = prof.default_budget((img.height, img.width))
 
+        reserve = 0.0 if time_budget is None else min(FINISH_RESERVE, 0.02 * time_budget)
+
         def left() -> float | None:
-            """What is left of the budget, which counts from the start of encode_ex."""
+            """What is left of the budget, which counts from the start of encode_ex, less the
+            finishing reserve."""
             if time_budget is None:
                 return None
-            return max(time_budget - (time.perf_counter() - t0), 0.0)
+            return max(time_budget - reserve - (time.perf_counter() - t0), 0.0)
 
         if not tile:
             streams, rec_px, est_bits, postfilter = self._code_pixels(

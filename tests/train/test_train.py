@@ -13,7 +13,7 @@ from PIL import Image
 
 from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
-from adapix.train.loop import Trainer, lr_at
+from adapix.train.loop import Trainer, lr_at, sample_positions
 
 TOML = """
 [model]
@@ -73,6 +73,8 @@ def test_toml_file_and_overrides(tmp_path):
     (["train.steps=many"], None),
     (["train.bf16=maybe"], None),
     (["train.stage=finetune"], None),
+    (["train.t_power=0"], None),
+    (["train.t_power=-1"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),
     ([], "[model]\nwidth = 3\n"),
@@ -93,6 +95,24 @@ def test_lr_schedule():
     assert lr_at(cfg, 50) == pytest.approx(1e-3)
     assert lr_at(cfg, 100) == pytest.approx(1e-4)
     assert all(lr_at(cfg, s) >= lr_at(cfg, s + 1) for s in range(10, 100))
+
+
+def test_quality_positions_uniform_by_default_and_tilted_by_t_power():
+    def draw(**kw):
+        gen = torch.Generator().manual_seed(0)
+        return sample_positions(TrainConfig(**kw), 6, 20000, gen)
+
+    uniform = draw()
+    assert 0 <= float(uniform.min()) and float(uniform.max()) <= 5
+    assert float(uniform.mean()) == pytest.approx(2.5, abs=0.05)
+    tilted = draw(t_power=0.6)
+    assert 0 <= float(tilted.min()) and float(tilted.max()) <= 5
+    # s = u ** 0.6: P(s > 1/2) = 1 - 0.5 ** (1 / 0.6) = 0.685, and the same draws, only bent
+    assert float((tilted > 2.5).float().mean()) == pytest.approx(0.685, abs=0.02)
+    assert torch.allclose(tilted, 5 * (uniform / 5) ** 0.6)
+    ranged = draw(t_min=1.0, t_max=2.0, t_power=2.0)
+    assert 1 <= float(ranged.min()) and float(ranged.max()) <= 2
+    assert float(ranged.mean()) == pytest.approx(1 + 1 / 3, abs=0.02)  # E[u^2] = 1/3
 
 
 # ---- training and exact resumption ------------------------------------------------------------

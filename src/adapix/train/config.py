@@ -46,6 +46,7 @@ class TrainConfig:
     distortion: str = "mse"       # or "ms-ssim"
     t_min: float = 0.0            # quality positions sampled uniformly in [t_min, t_max]
     t_max: float = -1.0           # -1: the last anchor
+    t_power: float = 1.0          # t = t_min + (t_max - t_min) * u ** t_power; < 1 favours high quality
     bf16: bool = True
     channels_last: bool = True
     compile: bool = True
@@ -119,6 +120,8 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raw.setdefault(section, {})[name] = value
     model = _apply(ModelConfig(), raw.get("model", {}), "model")
     train = _apply(TrainConfig(), raw.get("train", {}), "train")
+    if not 0 < train.t_power <= 4:
+        raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in ("main", "postfilter"):
         raise ValueError("train.stage must be 'main' or 'postfilter'")
     return RunConfig(model=model, train=train)
