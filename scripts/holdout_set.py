@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     for path in val:
         rgb = load_rgb(path, a.max_side)
         if rgb is None:
-            print(f"skipped {path} (unreadable or too small)")
+            print(f"skipped {path} (unreadable)")
             continue
         target = out / f"{path.stem}.png"
         Image.fromarray(rgb).save(target)
