@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
                 bpp.append(float(out.bits) / (x.shape[2] * x.shape[3]))
                 rounded.append(_psnr(out.x_hat, x))
                 lat = model.analyse(x, tt)
-                x_c, _ = model._synthesize_plain(lat.y, torch.round(lat.s), tt)
+                x_c = model.synthesize(lat.y, torch.round(lat.s), tt, postfilter=False)
                 cont.append(_psnr(x_c, x))
             n = len(xs)
             print(f"t={t:<5g} {sum(bpp) / n:.3f} bpp  {sum(rounded) / n:.2f} dB  "

@@ -44,7 +44,7 @@ class TrainConfig:
     lr_floor: float = 0.1
     grad_clip: float = 1.0
     distortion: str = "mse"       # or "ms-ssim"
-    t_min: float = 0.0            # quality positions sampled uniformly in [t_min, t_max]
+    t_min: float = 0.0            # quality positions sampled in [t_min, t_max] (see t_power)
     t_max: float = -1.0           # -1: the last anchor
     t_power: float = 1.0          # t = t_min + (t_max - t_min) * u ** t_power; < 1 favours high quality
     bf16: bool = True

@@ -59,10 +59,7 @@ def sample_positions(cfg: TrainConfig, anchors: int, batch: int,
     (t_max - t_min) * u ** t_power with u uniform, so t_power = 1 is uniform and t_power < 1 draws
     the high-quality end more often (density of the fraction s: s ** (1/p - 1) / p)."""
     t_max = anchors - 1 if cfg.t_max < 0 else cfg.t_max
-    u = torch.rand(batch, generator=gen)
-    if cfg.t_power != 1.0:
-        u = u ** cfg.t_power
-    return cfg.t_min + (t_max - cfg.t_min) * u
+    return cfg.t_min + (t_max - cfg.t_min) * torch.rand(batch, generator=gen) ** cfg.t_power
 
 
 def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
