@@ -1,6 +1,6 @@
 """The transforms' ceiling: PSNR with y rounded (what is coded) against y left continuous, per quality.
 
-    python scripts/transform_ceiling.py IMAGE_DIR [--weights FILE] [--positions 0,1,2,3,4,4.75,5]
+    python scripts/transform_ceiling.py IMAGE_DIR [--weights FILE] [--positions LIST]
 
 For each quality position t (0 .. K-1, the lambda anchors; quality = 100 t / (K-1)), on every
 image of IMAGE_DIR (cropped to a multiple of 64, at most 512x384 from the top left):
@@ -29,11 +29,22 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return -10 * math.log10(float(((a.clamp(0, 1) - b) ** 2).mean()))
 
 
+def _positions(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positions >= 0, got {text!r}")
+    return values
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="folder of PNG/JPEG images")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
-    p.add_argument("--positions", default="0,1,2,3,4,4.75,5", help="quality positions t")
+    p.add_argument("--positions", type=_positions, default=None,
+                   help="quality positions t, e.g. 0,1,2,4.75 (default: every anchor, 0 .. K-1)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -41,6 +52,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {a.images} is not a folder", file=sys.stderr)
         return 2
     model = load_weights(a.weights).model.eval()
+    K = len(model.cfg.lambdas)
+    positions = a.positions or [float(t) for t in range(K)]
+    if max(positions) > K - 1:
+        print(f"error: this model's positions run from 0 to {K - 1}", file=sys.stderr)
+        return 2
     xs = []
     for path in list_images(a.images):
         rgb = load_rgb(path, None)
@@ -54,7 +70,7 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"{len(xs)} images; t: est. bpp, PSNR rounded, PSNR unquantised (dB), means over images")
     with torch.no_grad():
-        for t in (float(v) for v in a.positions.split(",")):
+        for t in positions:
             tt = torch.tensor([t])
             bpp, rounded, cont = [], [], []
             for x in xs:

@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from adapix.codec import Codec
+from adapix.config import ModelConfig
 from adapix.eval.bdrate import bd_rate
 from adapix.images import pad_to_multiple
 from adapix.model import quality_to_position
@@ -56,11 +57,20 @@ QUALITIES = (10, 35, 60, 85)
 
 def lof(iters: int, lr: float = 0.05, mode: str = "ste", opt=("y", "z", "s"),
         lr_final: float = 0.1, evals: int = 1, precision: str = "auto",
-        tau=(0.5, 0.05), name: str = "lof", min_quality: float = 0.0) -> Phase:
+        tau=(0.5, 0.05), name: str = "lof", min_lambda: float = 0.0) -> Phase:
     """A gradient phase with ``evals`` true-cost evaluations (the last at the end)."""
     return Phase(name, iters=iters, lr=lr, rate_mode=mode, optimize=tuple(opt),
                  lr_final=lr_final, eval_every=max(1, math.ceil(iters / evals)), tau=tau,
-                 precision=precision, min_quality=min_quality)
+                 precision=precision, min_lambda=min_lambda)
+
+
+def six_anchor_lambda(quality: float) -> float:
+    """lambda of ``quality`` on the six-anchor scale (0.0018 ... 0.16) of the models of sessions
+    1-9, so the tags of the committed rows (e.g. ``-q75``) keep their meaning."""
+    cfg = ModelConfig()  # the default lambdas are that scale
+    t = quality_to_position(cfg, quality)
+    i = min(int(t), len(cfg.lambdas) - 2)
+    return cfg.lambdas[i] ** (1 - (t - i)) * cfg.lambdas[i + 1] ** (t - i)
 
 
 GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48)
@@ -85,8 +95,9 @@ CONFIGS: dict[str, Preset] = {
 
 
 def parse_config(name: str) -> Preset:
-    """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}][-q{min}]``
-    (``-q{min}``: the phase runs only at quality >= min),
+    """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}][-l{min}]``
+    (``-l{min}``: the phase runs only at lambda >= min; ``-q{min}``: from the lambda of quality
+    ``min`` on the six-anchor scale 0.0018 ... 0.16 that sessions 1-9 measured with),
     phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
     ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases), ``-m{merge}``
@@ -142,8 +153,10 @@ def parse_config(name: str) -> Preset:
                 kw["precision"] = o
             elif o.startswith("e"):
                 kw["evals"] = int(o[1:])
-            elif o.startswith("q"):
-                kw["min_quality"] = float(o[1:])
+            elif o.startswith("q"):  # a quality of the six-anchor scale of sessions 1-9
+                kw["min_lambda"] = six_anchor_lambda(float(o[1:]))
+            elif o.startswith("l"):
+                kw["min_lambda"] = float(o[1:])
             else:
                 raise ValueError(f"unknown option {o!r} in {part!r}")
         phases.append(lof(iters, **kw))

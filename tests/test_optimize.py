@@ -105,19 +105,21 @@ def test_optimisation_lowers_the_cost_on_a_perturbed_model(model):
     assert out.stats.final_cost < fast_cost
 
 
-def test_a_phase_runs_only_from_its_min_quality(model, image):
-    """T = 2.5 is quality 50 of the tiny model's 6 anchors: a phase from quality 60 is skipped
-    (no iteration), one from quality 50 runs; a skipped phase leaves the budget to the search."""
+def test_a_phase_runs_only_from_its_min_lambda(model, image):
+    """T = 2.5 is quality 50 of the tiny model's 6 anchors, lambda = sqrt(0.011 * 0.027) = 0.01723:
+    a phase from lambda 0.02 is skipped (no iteration), one from 0.0172 runs; a skipped phase
+    leaves the budget to the search."""
     xp, hw = image
     from adapix.model import position_to_quality, quality_to_position
     assert position_to_quality(model.cfg, T) == pytest.approx(50.0)
     assert quality_to_position(model.cfg, position_to_quality(model.cfg, 1.7)) == pytest.approx(1.7)
-    phase = Phase("p", iters=4, lr=0.05, eval_every=4, min_quality=60.0)
-    assert Preset(phases=(phase,)).phases_at(59.9) == () and phase.runs_at(60.0)
+    assert float(model.lam(torch.tensor([T]))) == pytest.approx((0.011 * 0.027) ** 0.5, rel=1e-5)
+    phase = Phase("p", iters=4, lr=0.05, eval_every=4, min_lambda=0.02)
+    assert Preset(phases=(phase,)).phases_at(0.0199) == () and phase.runs_at(0.02)
     skipped = optimize_latents_ex(model, xp, hw, T, Preset(phases=(phase,)))
     assert skipped.stats.iterations == 0 and skipped.stats.evaluations == 1
     ran = optimize_latents_ex(model, xp, hw, T, Preset(phases=(
-        Phase("p", iters=4, lr=0.05, eval_every=4, min_quality=50.0),)))
+        Phase("p", iters=4, lr=0.05, eval_every=4, min_lambda=0.0172),)))
     assert ran.stats.iterations == 4
     both = Preset(phases=(phase,), greedy=GreedySearch(enabled=True, max_evals=2))
     out = optimize_latents_ex(model, xp, hw, T, both, time_budget=60.0)
@@ -246,9 +248,9 @@ def test_phase_validation():
         Phase("p", 10, 0.01, optimize=("w",))
     with pytest.raises(ValueError):
         Phase("p", 10, 0.01, precision="fp16")
-    for bad in (-1.0, 100.5, float("nan")):
+    for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError):
-            Phase("p", 10, 0.01, min_quality=bad)
+            Phase("p", 10, 0.01, min_lambda=bad)
     for bad in ({"precision": "fp16"}, {"fraction": 0.0}, {"threshold": 0.7}, {"chunks": 0},
                 {"passes": 0}, {"verify_every": 0}, {"max_evals": 0}, {"time_share": 1.5},
                 {"order": "random"}, {"merge": 0}):

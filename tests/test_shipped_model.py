@@ -9,7 +9,9 @@ from adapix.codec import Codec
 from adapix.container import unpack
 from adapix.demo import synthetic
 from adapix.images import RasterImage, load_image
+from adapix.train.config import load_run_config
 
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim05.png"
 
 
@@ -31,6 +33,12 @@ def test_shipped_weights_load_with_tables(codec):
     assert codec.model_id.startswith("adapix-")
     assert codec.decode_steps == 15
     assert codec.loaded.meta["format_version"] == "1"
+
+
+def test_the_training_config_is_the_shipped_models(codec):
+    """`adapix train --config configs/default.toml` trains the model that ships (same sizes, same
+    lambda anchors), so the documented training command reproduces it."""
+    assert codec.loaded.model.cfg == load_run_config(str(CONFIG)).model
 
 
 @pytest.mark.parametrize("quality", [10.0, 60.0])

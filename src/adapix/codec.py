@@ -37,7 +37,9 @@ from .model import Streams, quality_to_position
 from .profiles import get_profile
 from .weights import LoadedModel, load_weights
 
-DEFAULT_QUALITY = 50.0
+DEFAULT_QUALITY = 65.0
+"""The quality when none is given: lambda 0.018 with the shipped model's eight anchors (about
+quality 50 of the six-anchor scale the models of sessions 1-9 had)."""
 FINISH_RESERVE = 0.2
 """Seconds of a time budget (at most 2% of it) kept back from the encoder-side optimisation for
 the codec's own finishing work (its last coding pass, the reconstruction, the container), so

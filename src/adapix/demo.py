@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .codec import Codec, psnr_uint8
+from .codec import DEFAULT_QUALITY, Codec, psnr_uint8
 from .errors import AdapixError
 from .images import RasterImage, load_image, save_image
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         src = load_image(argv[0]) if argv else synthetic()
         name = argv[0] if argv else "synthetic 512x384 picture"
         codec = Codec()
-        enc = codec.encode_ex(src, quality=50)
+        enc = codec.encode_ex(src, quality=DEFAULT_QUALITY)
         (out / "demo.apx").write_bytes(enc.data)
         dec = codec.decode_ex(enc.data)
         save_image(dec.image, out / "demo.png")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     exact = np.array_equal(dec.image.pixels, enc.reconstruction.pixels)
     print(f"image        {name} ({enc.width}x{enc.height})")
     print(f"model        {codec.model_id} ({codec.decode_steps} sequential decode steps)")
-    print(f"file         out/demo.apx, {len(enc.data)} bytes, {enc.bpp:.4f} bpp (quality 50)")
+    print(f"file         out/demo.apx, {len(enc.data)} bytes, {enc.bpp:.4f} bpp (quality {DEFAULT_QUALITY:g})")
     print(f"PSNR         {psnr_uint8(src.pixels, dec.image.pixels):.2f} dB")
     print(f"encode       {enc.seconds:.2f} s")
     print(f"decode       {dec.seconds:.2f} s")

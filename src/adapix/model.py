@@ -230,6 +230,37 @@ class AdapixModel(nn.Module):
         return x_hat.clamp(0, 1)
 
 
+def regrid_gains(table: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:
+    """Gain vectors (K, M) at anchors ``old_lambdas`` -> (K', M) at ``new_lambdas``.
+
+    Each log-gain row is piecewise linear in log(lambda) through the old anchors and extended
+    linearly beyond the first and last ones, so a model trained on a narrower lambda range can start
+    training on a wider one (``train.init`` with other ``model.lambdas``): at an old anchor the gains
+    are unchanged, and a new anchor below the range starts from the old trend (the quantisation step
+    grows ~ 1/sqrt(lambda))."""
+    old = torch.log(torch.tensor(old_lambdas, dtype=torch.float64))
+    new = torch.log(torch.tensor(new_lambdas, dtype=torch.float64))
+    if table.shape[0] != old.numel() or old.numel() < 2:
+        raise ValueError(f"gain table has {table.shape[0]} rows for {old.numel()} anchors")
+    rows = []
+    for v in new:
+        i = int(torch.searchsorted(old, v).clamp(1, old.numel() - 1))  # segment [i-1, i]
+        frac = float((v - old[i - 1]) / (old[i] - old[i - 1]))
+        rows.append(table[i - 1] * (1 - frac) + table[i] * frac)
+    return torch.stack(rows).to(table.dtype)
+
+
+def adapt_state_to_lambdas(state: dict, old_lambdas, new_lambdas) -> dict:
+    """A state dict for anchors ``old_lambdas`` made to fit a model with ``new_lambdas``: only the
+    gain tables depend on the anchors (see :func:`regrid_gains`)."""
+    if tuple(old_lambdas) == tuple(new_lambdas):
+        return state
+    state = dict(state)
+    for key in ("log_gain", "log_inv_gain"):
+        state[key] = regrid_gains(state[key], old_lambdas, new_lambdas)
+    return state
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -249,4 +280,5 @@ def position_to_quality(cfg: ModelConfig, t: float) -> float:
 
 
 __all__ = ["AdapixModel", "ForwardOutput", "Streams", "Latents", "CodingResult",
-           "count_parameters", "position_to_quality", "quality_to_position"]
+           "adapt_state_to_lambdas", "count_parameters", "position_to_quality",
+           "quality_to_position", "regrid_gains"]

@@ -12,13 +12,14 @@ the decoder).
   half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to three passes over the
   MSP steps, finest scale first, three steps to a block, with the coding maps recomputed after
   every changed block, and
-  the post-filter (the search optimises the post-filtered reconstruction); from quality 75 up,
-  gradient steps on y, z and s come first (there they bought more than the search, below it
-  less; docs/ablations.md); 30 s default budget for a 768x512 image.
-* ``best``: from quality 75 up a longer gradient phase (160 iterations) on y, z and s
+  the post-filter (the search optimises the post-filtered reconstruction); at high qualities
+  (lambda >= 0.053, quality 82 up with the shipped model) gradient steps on y, z and s come
+  first (there they bought more than the search, below it less; docs/ablations.md); 30 s
+  default budget for a 768x512 image.
+* ``best``: at high qualities (as above) a longer gradient phase (160 iterations) on y, z and s
   (continuous mode decision: s generates decoder weights); then up to four passes of the greedy
-  search, which has the whole budget below quality 75; the post-filter (used when the weights
-  have a trained post-filter); 120 s default budget for a 768x512 image.
+  search, which has the whole budget below; the post-filter (used when the weights have a
+  trained post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
 255^2 * MSE of the 8-bit reconstruction), so it is never worse than ``fast`` at the same
@@ -53,11 +54,14 @@ FAST = Preset()
 # the post-filter. In session 6, per quality: at qualities 85 and 95 noise steps on y, z and s
 # (lr 0.15, the whole budget) cut the RD cost by 4.5% and 6.4% where the search cut it by 1.7%,
 # and a 25% share left to the search after them did not add to that; at 65 and below the search
-# won. So the gradient phase runs from quality 75 up (Phase.min_quality), and below that the
-# search has the whole budget. Re-check them when the shipped model or the machine changes.
+# won. So the gradient phase runs from quality 75 up, and below that the search has the whole
+# budget. Re-check them when the shipped model or the machine changes.
+# Session 10: the threshold is a lambda (Phase.min_lambda), the lambda of quality 75 on the
+# six-anchor scale (0.0018 ... 0.16) those measurements used; on the shipped model's eight-anchor
+# scale (0.0002 ... 0.16, from session 10) that lambda is quality 82.
 _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
                        fresh_maps=True, curvature=True, passes=2)
-HIGH_QUALITY = 75.0  # gradient phases run from this quality up
+HIGH_LAMBDA = 0.053  # gradient phases run from this lambda up (0.027 * (0.067 / 0.027) ** 0.75)
 
 # Session 7: the MSP steps finest first (order="reverse") under the 30 s budget, which covers
 # about 8 of the 14 steps of a 768x512 image: the finest scale holds 3/4 of the elements, and its
@@ -69,7 +73,7 @@ HIGH_QUALITY = 75.0  # gradient phases run from this quality up
 # of the budget left to the search after the gradient phase gave -6.43% against -6.02% with 10%.
 BALANCED = Preset(
     phases=(Phase("lof", iters=60, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
-                  lr_final=0.1, eval_every=30, min_quality=HIGH_QUALITY),),
+                  lr_final=0.1, eval_every=30, min_lambda=HIGH_LAMBDA),),
     # after the gradient phase, the search gets 20% of the budget
     greedy=replace(_SEARCH, order="reverse", chunks=5, merge=3, passes=3, time_share=0.2),
     postfilter=True, postfilter_choice=True,
@@ -77,7 +81,7 @@ BALANCED = Preset(
 
 BEST = Preset(
     phases=(Phase("lof", iters=160, lr=0.08, rate_mode="noise", optimize=("y", "z", "s"),
-                  lr_final=0.05, eval_every=80, min_quality=HIGH_QUALITY),),
+                  lr_final=0.05, eval_every=80, min_lambda=HIGH_LAMBDA),),
     greedy=replace(_SEARCH, passes=4),
     postfilter=True, postfilter_choice=True,
 )
@@ -129,11 +133,11 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", "no online optimisation: encoding is about as fast as decoding", FAST),
     "balanced": Profile("balanced", "per-image greedy search over the latents' rounding "
-                        "decisions (after gradient steps from quality 75 up), post-filter (30 s "
+                        "decisions (after gradient steps at high qualities), post-filter (30 s "
                         "per 768x512 image): a better size/quality trade-off, much slower "
                         "encoding",
                         BALANCED, time_budget=30.0),
-    "best": Profile("best", "long per-image optimisation (from quality 75 up 160 gradient steps "
+    "best": Profile("best", "long per-image optimisation (at high qualities 160 gradient steps "
                     "on latents and model stream; up to four greedy rounding passes; "
                     "post-filter; 120 s per 768x512 image): the best size/quality trade-off, "
                     "the slowest encoding",

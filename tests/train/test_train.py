@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
+from adapix.model import regrid_gains
 from adapix.train.loop import Trainer, lr_at, sample_positions
 
 TOML = """
@@ -234,6 +236,50 @@ def test_resume_with_another_model_config_is_refused(data_dir, tmp_path):
     other = RunConfig(model=dataclasses.replace(other.model, M=32), train=other.train)
     with pytest.raises(ValueError):
         Trainer(other, resume=True, progress=False)
+
+
+def test_init_from_a_model_with_fewer_anchors_regrids_the_gains(data_dir, tmp_path, reference):
+    """train.init from the 5-step run (six anchors) into a model with two more anchors below: the
+    gains at the old anchors are the same, and the new rows continue the old trend in log lambda."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "wide", 1)
+    old = base.model.lambdas
+    wide = (old[0] / 9, old[0] / 3) + old
+    run = RunConfig(model=dataclasses.replace(base.model, lambdas=wide),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    trainer = Trainer(run, resume=False, progress=False)
+    for key in ("log_gain", "log_inv_gain"):
+        got, before = getattr(trainer.model, key).detach(), reference["model"][key]
+        assert got.shape == (len(wide), before.shape[1])
+        assert torch.equal(got[2:], before)
+        slope = (before[1] - before[0]) / math.log(old[1] / old[0])  # per unit of log lambda
+        assert torch.allclose(got[1], before[0] - slope * math.log(3), atol=1e-5)
+        assert torch.allclose(got[0], before[0] - slope * math.log(9), atol=1e-5)
+    rest = {k: v for k, v in trainer.model.state_dict().items() if "gain" not in k}
+    assert_same_state(rest, {k: reference["model"][k] for k in rest})  # the rest is the source's
+
+
+def test_init_from_a_model_of_another_size_is_refused(data_dir, tmp_path, reference):
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "other", 1)
+    run = RunConfig(model=dataclasses.replace(base.model, M=32),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    with pytest.raises(ValueError, match="differs in M"):
+        Trainer(run, resume=False, progress=False)
+
+
+def test_regrid_gains_keeps_the_anchors_and_interpolates_between():
+    table = torch.tensor([[0.0, 1.0], [1.0, 3.0], [3.0, 4.0]])
+    lams = (0.01, 0.1, 1.0)
+    assert torch.equal(regrid_gains(table, lams, lams), table)
+    mid = regrid_gains(table, lams, (math.sqrt(0.1),))  # halfway between anchors 1 and 2 in log
+    assert torch.allclose(mid, torch.tensor([[2.0, 3.5]]))
+    above = regrid_gains(table, lams, (10.0,))
+    assert torch.allclose(above, torch.tensor([[5.0, 5.0]]))
+    with pytest.raises(ValueError):
+        regrid_gains(table, lams[:2], lams)
 
 
 @pytest.mark.parametrize("stage", ["main", "postfilter"])

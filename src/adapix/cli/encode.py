@@ -21,7 +21,7 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", "
 DESCRIPTION = """Compress images into .apx files with the Adapix learned codec.
 
 Quality runs from 0 (smallest files) to 100 (best images); it moves the rate-distortion
-trade-off lambda log-linearly between the model's anchors (lambda 0.0018 at 0 to 0.16 at 100
+trade-off lambda log-linearly between the model's anchors (lambda 0.0002 at 0 to 0.16 at 100
 for the shipped model). Directories are expanded to the images they contain. Outputs go next
 to each input as NAME.apx unless -o names a file (one input) or a directory (several).
 Images above 4 MP are coded as independent tiles of 1024x1024 pixels so that memory stays

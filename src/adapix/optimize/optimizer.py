@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ..model import AdapixModel, CodingResult, position_to_quality
+from ..model import AdapixModel, CodingResult
 from .greedy import _greedy
 from .phases import _finetune_encoder, _run_phase
 from .presets import RANDOM_SEED, Phase, Preset
@@ -62,7 +62,7 @@ def _warm_up_adam() -> None:
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
               clock=None, choose_postfilter=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
-    phases = preset.phases_at(position_to_quality(model.cfg, t))
+    phases = preset.phases_at(float(model.lam(torch.tensor([float(t)]))))
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
     run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)  # the clock starts
     if phases or preset.encoder_finetune:
@@ -115,7 +115,7 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     the flag as given (the tiles of one file share one flag).
 
     Starts from ``model.analyse(x, t)`` (or a fine-tuned analysis, ``preset.encoder_finetune``),
-    runs the gradient ``preset.phases`` that apply at this quality (:attr:`Phase.min_quality`)
+    runs the gradient ``preset.phases`` that apply at this quality (:attr:`Phase.min_lambda`)
     and then, if enabled, the greedy rounding search. The true
     cost (:func:`rd_cost_true`) decides which state is kept, so the result is never worse than
     :meth:`AdapixModel.compress`. ``time_budget`` (seconds, None = unlimited) stops the search

@@ -29,10 +29,12 @@ class Phase:
     * ``precision`` of the proxy's synthesis (:class:`adapix.optimize.proxy.ProxySynthesis`):
       ``"auto"`` (bf16 where the CPU has native bf16 kernels, else fp32cl), ``"bf16"``,
       ``"fp32"`` (the model's own synthesis) or ``"fp32cl"`` (float32, channels_last).
-    * ``min_quality`` (0..100): the phase runs only for images coded at that quality or above
-      (:meth:`runs_at`); below it the phase is skipped and its share of a time budget goes to
-      what follows (the greedy search). Gradient steps on the latents paid at high qualities
-      only, where the search gained less (docs/ablations.md, session 6).
+    * ``min_lambda``: the phase runs only for images coded at that rate-distortion trade-off
+      lambda or above (:meth:`runs_at`; lambda of the quality, :meth:`AdapixModel.lam`, so the
+      threshold means the same for any model's quality scale); below it the phase is skipped
+      and its share of a time budget goes to what follows (the greedy search). Gradient steps
+      on the latents paid at high qualities only, where the search gained less
+      (docs/ablations.md, session 6).
 
     The schedules (learning rate, SGA temperature) run on the phase's *progress* p in [0, 1]:
     i / (iters - 1), or, under a time budget, the fraction of the phase's share of the time
@@ -48,11 +50,11 @@ class Phase:
     tau: tuple[float, float] = (0.5, 0.05)
     eval_every: int = 25
     precision: str = "auto"
-    min_quality: float = 0.0
+    min_lambda: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_quality <= 100.0:
-            raise ValueError(f"min_quality must be in 0..100, got {self.min_quality!r}")
+        if not (0.0 <= self.min_lambda and math.isfinite(self.min_lambda)):
+            raise ValueError(f"min_lambda must be a finite number >= 0, got {self.min_lambda!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.rate_mode not in RATE_MODES:
@@ -64,9 +66,9 @@ class Phase:
         if self.iters < 0 or self.lr <= 0 or self.eval_every < 1:
             raise ValueError("iters must be >= 0, lr > 0 and eval_every >= 1")
 
-    def runs_at(self, quality: float) -> bool:
-        """Whether the phase runs for an image coded at ``quality`` (0..100)."""
-        return quality >= self.min_quality - 1e-9
+    def runs_at(self, lam: float) -> bool:
+        """Whether the phase runs for an image coded at trade-off ``lam`` (lambda)."""
+        return lam >= self.min_lambda * (1 - 1e-9)
 
     def progress(self, i: int) -> float:
         """Progress in [0, 1] of iteration i by the iteration count alone."""
@@ -168,9 +170,9 @@ class Preset:
     finetune_iters: int = 30
     finetune_lr: float = 1e-4
 
-    def phases_at(self, quality: float) -> tuple[Phase, ...]:
-        """The gradient phases that run for an image coded at ``quality`` (0..100)."""
-        return tuple(p for p in self.phases if p.runs_at(quality))
+    def phases_at(self, lam: float) -> tuple[Phase, ...]:
+        """The gradient phases that run for an image coded at trade-off ``lam`` (lambda)."""
+        return tuple(p for p in self.phases if p.runs_at(lam))
 
     @property
     def optimizes(self) -> bool:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..hardware import training_bf16
-from ..model import AdapixModel
+from ..model import AdapixModel, adapt_state_to_lambdas
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
 from .data import CropSampler, list_images, load_images, load_rgb
@@ -193,11 +193,22 @@ class Trainer:
         return trainable_parameters(self.model, self.cfg.stage)
 
     def _init_from(self, path: str) -> None:
+        """Starts from a weights file or checkpoint. Its model config must match, except that the
+        lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
-            self.model.load_state_dict(load_weights(path).model.state_dict())
+            src = load_weights(path).model
+            state, src_cfg = src.state_dict(), dataclasses.asdict(src.cfg)
         else:
-            self.model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            state, src_cfg = ck["model"], ck["model_config"]
+        own = dataclasses.asdict(self.run.model)
+        differ = sorted(k for k in own if k != "lambdas" and own[k] != src_cfg.get(k))
+        if differ:
+            raise ValueError(f"train.init {path}: its model config differs in "
+                             f"{', '.join(differ)}; only model.lambdas may differ")
+        state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
+        self.model.load_state_dict(state)
 
     def _load(self, path: Path) -> None:
         ck = torch.load(path, map_location="cpu", weights_only=False)
