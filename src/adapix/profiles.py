@@ -13,7 +13,7 @@ the decoder).
   MSP steps, finest scale first, three steps to a block, with the coding maps recomputed after
   every changed block, and
   the post-filter (the search optimises the post-filtered reconstruction); at high qualities
-  (lambda >= 0.053, quality 82 up with the shipped model) gradient steps on y, z and s come
+  (lambda >= 0.053, above quality 82 with the shipped model) gradient steps on y, z and s come
   first (there they bought more than the search, below it less; docs/ablations.md); 30 s
   default budget for a 768x512 image.
 * ``best``: at high qualities (as above) a longer gradient phase (160 iterations) on y, z and s
@@ -58,7 +58,7 @@ FAST = Preset()
 # budget. Re-check them when the shipped model or the machine changes.
 # Session 10: the threshold is a lambda (Phase.min_lambda), the lambda of quality 75 on the
 # six-anchor scale (0.0018 ... 0.16) those measurements used; on the shipped model's eight-anchor
-# scale (0.0002 ... 0.16, from session 10) that lambda is quality 82.
+# scale (0.0002 ... 0.16, from session 10) that lambda is quality 82.03.
 _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
                        fresh_maps=True, curvature=True, passes=2)
 HIGH_LAMBDA = 0.053  # gradient phases run from this lambda up (0.027 * (0.067 / 0.027) ** 0.75)

@@ -115,7 +115,7 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     the flag as given (the tiles of one file share one flag).
 
     Starts from ``model.analyse(x, t)`` (or a fine-tuned analysis, ``preset.encoder_finetune``),
-    runs the gradient ``preset.phases`` that apply at this quality (:attr:`Phase.min_lambda`)
+    runs the gradient ``preset.phases`` that apply at the lambda of t (:attr:`Phase.min_lambda`)
     and then, if enabled, the greedy rounding search. The true
     cost (:func:`rd_cost_true`) decides which state is kept, so the result is never worse than
     :meth:`AdapixModel.compress`. ``time_budget`` (seconds, None = unlimited) stops the search
