@@ -42,7 +42,7 @@ from adapix.codec import Codec
 from adapix.config import ModelConfig
 from adapix.eval.bdrate import bd_rate
 from adapix.images import pad_to_multiple
-from adapix.model import quality_to_position
+from adapix.model import lambda_at, quality_to_position
 from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
                              rd_cost_of)
 from adapix.profiles import BALANCED, BEST, PROFILES
@@ -68,9 +68,7 @@ def six_anchor_lambda(quality: float) -> float:
     """lambda of ``quality`` on the six-anchor scale (0.0018 ... 0.16) of the models of sessions
     1-9, so the tags of the committed rows (e.g. ``-q75``) keep their meaning."""
     cfg = ModelConfig()  # the default lambdas are that scale
-    t = quality_to_position(cfg, quality)
-    i = min(int(t), len(cfg.lambdas) - 2)
-    return cfg.lambdas[i] ** (1 - (t - i)) * cfg.lambdas[i + 1] ** (t - i)
+    return float(lambda_at(cfg.lambdas, torch.tensor([quality_to_position(cfg, quality)])))
 
 
 GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48)

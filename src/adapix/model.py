@@ -117,12 +117,7 @@ class AdapixModel(nn.Module):
 
     def lam(self, t: torch.Tensor) -> torch.Tensor:
         """lambda at quality positions t (B,): log-linear between anchors."""
-        logs = torch.log(torch.tensor(self.cfg.lambdas))
-        K = logs.shape[0]
-        t = t.clamp(0, K - 1).float()
-        i0 = torch.floor(t).long().clamp(max=K - 2)
-        frac = t - i0.float()
-        return torch.exp(logs[i0] * (1 - frac) + logs[i0 + 1] * frac)
+        return lambda_at(self.cfg.lambdas, t)
 
     # ---- training ----------------------------------------------------------------------------
     def analyse(self, x: torch.Tensor, t: torch.Tensor) -> Latents:
@@ -230,6 +225,16 @@ class AdapixModel(nn.Module):
         return x_hat.clamp(0, 1)
 
 
+def lambda_at(lambdas: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
+    """lambda at quality positions t (B,) between the anchors ``lambdas``: log-linear."""
+    logs = torch.log(torch.tensor(lambdas))
+    K = logs.shape[0]
+    t = t.clamp(0, K - 1).float()
+    i0 = torch.floor(t).long().clamp(max=K - 2)
+    frac = t - i0.float()
+    return torch.exp(logs[i0] * (1 - frac) + logs[i0 + 1] * frac)
+
+
 def regrid_gains(table: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:
     """Gain vectors (K, M) at anchors ``old_lambdas`` -> (K', M) at ``new_lambdas``.
 
@@ -280,5 +285,5 @@ def position_to_quality(cfg: ModelConfig, t: float) -> float:
 
 
 __all__ = ["AdapixModel", "ForwardOutput", "Streams", "Latents", "CodingResult",
-           "adapt_state_to_lambdas", "count_parameters", "position_to_quality",
+           "adapt_state_to_lambdas", "count_parameters", "lambda_at", "position_to_quality",
            "quality_to_position", "regrid_gains"]
