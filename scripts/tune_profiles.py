@@ -89,6 +89,15 @@ CONFIGS: dict[str, Preset] = {
                                         optimize=("y", "s"), lr_final=0.1, eval_every=40),),
                           greedy=GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=8,
                                               verify_every=4, fresh_maps=True)),
+    # best as it was in sessions 6-10 (the gradient phase from lambda 0.053 up only, 160 steps;
+    # the search with 75% of the budget there and all of it below); rows of sessions 10 and 11
+    "best-s10": Preset(phases=(Phase("lof", iters=160, lr=0.08, rate_mode="noise",
+                                     optimize=("y", "z", "s"), lr_final=0.05, eval_every=80,
+                                     min_lambda=0.053),),
+                       greedy=GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3,
+                                           verify_every=8, fresh_maps=True, curvature=True,
+                                           passes=4),
+                       postfilter=True, postfilter_choice=True),
 }
 
 

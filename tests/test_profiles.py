@@ -42,9 +42,11 @@ def test_profiles_exist_and_are_data():
     assert "s" in best.phases[0].optimize  # continuous mode decision: the model stream moves
     assert sum(p.iters for p in best.phases) > sum(p.iters for p in bal.phases)
     assert PROFILES["best"].time_budget > PROFILES["balanced"].time_budget
-    for preset in (bal, best):  # gradient steps at high quality only (docs/ablations.md):
-        # from lambda 0.053, quality 75 of the six-anchor scale those measurements used
-        assert preset.phases_at(0.05) == () and preset.phases_at(0.054) and preset.phases_at(0.16)
+    # gradient steps from a lambda up only (docs/ablations.md): balanced from 0.053 (quality 75
+    # of the six-anchor scale those measurements used), best, with 4x the time, from 0.027
+    assert bal.phases_at(0.05) == () and bal.phases_at(0.054) and bal.phases_at(0.16)
+    assert best.phases_at(0.026) == () and best.phases_at(0.028) and best.phases_at(0.16)
+    assert best.greedy.time_share > bal.greedy.time_share  # best's search has time to spare
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):
