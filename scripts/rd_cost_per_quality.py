@@ -2,7 +2,8 @@
 
 The cost is the one the encoder optimises: bpp + lambda(q) * MSE on the 0..255 scale, with
 lambda(q) from the shipped model's config (:meth:`AdapixModel.lam`); MSE from each image's PSNR.
-Prints the mean and the range of the per-image changes at each quality.
+Prints the mean and the range of the per-image changes at each quality, and the range of the
+tested profile's encode times (seconds, from the CSV).
 
     python scripts/rd_cost_per_quality.py results/kodak-profiles-s6/per_image.csv adapix-balanced adapix-fast
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     model = Codec().model
 
-    def read(path: str, codec: str) -> dict[tuple[float, str], float]:
+    def read(path: str, codec: str, seconds: dict | None = None) -> dict[tuple[float, str], float]:
         out = {}
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
@@ -48,9 +49,12 @@ def main(argv=None) -> int:
                 lam = float(model.lam(torch.tensor([quality_to_position(model.cfg, q)]))[0])
                 out[(q, r["image"])] = (float(r["bpp"])
                                         + lam * 255.0 ** 2 * 10 ** (-float(r["psnr"]) / 10))
+                if seconds is not None:
+                    seconds[(q, r["image"])] = float(r["enc_s"])
         return out
 
-    test = read(args.csv, args.codec)
+    enc: dict[tuple[float, str], float] = {}
+    test = read(args.csv, args.codec, enc)
     anchor = read(args.anchor_csv or args.csv, args.anchor)
     if args.limit is not None:
         keep = sorted({k[1] for k in test} | {k[1] for k in anchor})[: args.limit]
@@ -58,9 +62,14 @@ def main(argv=None) -> int:
     for q in sorted({k[0] for k in test}):
         ch = [100 * (test[(q, im)] / anchor[(q, im)] - 1)
               for (qq, im) in test if qq == q and (q, im) in anchor]
+        s = [enc[k] for k in test if k[0] == q]
         if ch:
             print(f"q{q:g}: {np.mean(ch):+.2f}% mean over {len(ch)} images "
-                  f"({min(ch):+.2f}% to {max(ch):+.2f}%)")
+                  f"({min(ch):+.2f}% to {max(ch):+.2f}%); encode {min(s):.2f}-{max(s):.2f} s")
+    s = [enc[k] for k in test]
+    if s:
+        print(f"{args.codec} encode: {min(s):.2f}-{max(s):.2f} s, mean {np.mean(s):.2f} s over "
+              f"{len(s)} encodes")
     return 0
 
 

@@ -62,7 +62,8 @@ FAST = Preset()
 # scale (0.0002 ... 0.16, from session 10) that lambda is quality 82.03.
 _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
                        fresh_maps=True, curvature=True, passes=2)
-HIGH_LAMBDA = 0.053  # gradient phases run from this lambda up (0.027 * (0.067 / 0.027) ** 0.75)
+# balanced's gradient phase runs from this lambda up (0.027 * (0.067 / 0.027) ** 0.75)
+HIGH_LAMBDA = 0.053
 
 # Session 7: the MSP steps finest first (order="reverse") under the 30 s budget, which covers
 # about 8 of the 14 steps of a 768x512 image: the finest scale holds 3/4 of the elements, and its
