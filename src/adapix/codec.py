@@ -31,6 +31,7 @@ from PIL import Image
 from . import container, tiling
 from .container import ApxFile, Header, SectionType
 from .errors import AdapixError, ModelMismatchError
+from .hardware import tune_allocator
 from .images import (RasterImage, crop, decode_alpha, encode_alpha, from_tensor, load_image,
                      pad_to_multiple, to_pil, to_tensor)
 from .model import Streams, quality_to_position
@@ -87,6 +88,7 @@ class Codec:
 
     def __init__(self, weights: str | os.PathLike | LoadedModel | None = None,
                  max_pixels: int = container.DEFAULT_MAX_PIXELS):
+        tune_allocator()  # large tensors from the heap, not mmap: 1.5x faster (hardware.py)
         self.loaded = weights if isinstance(weights, LoadedModel) else load_weights(weights)
         self.model = self.loaded.model.eval()
         self.max_pixels = max_pixels

@@ -1,8 +1,60 @@
-"""What this CPU does fast: one query shared by training and the encoder's optimisation proxy."""
+"""What this CPU does fast: one query shared by training and the encoder's optimisation proxy,
+and the memory allocator setting that every entry point applies (:func:`tune_allocator`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
+import sys
+
 import torch
+
+# mallopt(3) parameters of glibc
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_TRIM_THRESHOLD = 2 ** 31 - 1  # bytes: free memory at the top of the heap is kept (up to 2 GiB)
+OPT_OUT_ENV = "ADAPIX_SYSTEM_MALLOC"  # set to 1 to leave the C allocator as it is
+_allocator_state: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Serves large tensors from glibc's heap instead of a fresh ``mmap`` each time.
+
+    glibc's malloc hands every block above its mmap threshold (at most 32 MiB) to a new ``mmap``
+    and returns it to the kernel on ``free``; the activations of a 768x512 image (or of a
+    training batch) are such blocks, so every forward pass page-faults all of them in again.
+    With ``mmap`` off for malloc and the heap kept (``mallopt(M_MMAP_MAX, 0)``,
+    ``mallopt(M_TRIM_THRESHOLD, 2 GiB)``), freed blocks are reused. Measured on the AMD EPYC of
+    sessions 4-12 (AVX2, 2 threads, 768x512, ``python scripts/tune_profiles.py
+    --bench-iteration --threads 2``, session 12): one gradient iteration of the encoder's proxy
+    0.91 -> 0.63 s, one true-cost evaluation (real coding) 0.78 -> 0.47 s, system time of the
+    whole benchmark 23 -> 1.6 s. Numerics do not change (only where memory comes from).
+
+    Process-wide, so it is called by the entry points (the ``adapix`` command, :class:`Codec`,
+    the ablation runner), not on import. Memory freed by the process stays with it (up to the
+    trim threshold) instead of going back to the system. Returns True when the setting is in
+    effect (Linux with glibc), False where it does not apply or ``ADAPIX_SYSTEM_MALLOC=1``.
+    Idempotent.
+    """
+    global _allocator_state
+    if _allocator_state is None:
+        _allocator_state = _apply_mallopt()
+    return _allocator_state
+
+
+def _apply_mallopt() -> bool:
+    if os.environ.get(OPT_OUT_ENV, "").strip() not in ("", "0"):
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1)
 
 
 def bf16_is_fast() -> bool:

@@ -26,6 +26,7 @@ import torch
 from ..bench.results import parse_size
 from ..bench.timing import torch_threads
 from ..cli.common import ArgError, RaisingParser, positive_int
+from ..hardware import tune_allocator
 from ..config import ModelConfig
 from ..train.data import list_images, load_images
 from .evaluate import decode_timing, load_eval_images, rd_points, timing_image
@@ -187,6 +188,7 @@ def _finish(report: AblationReport, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success, 2 for bad arguments, 1 for other errors."""
     parser = build_parser()
+    tune_allocator()  # large tensors from the heap, not mmap (adapix.hardware)
     try:
         args = parser.parse_args(argv)
         return run(args)

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"adapix: error: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    from adapix.hardware import tune_allocator
+    tune_allocator()  # large tensors from the heap, not mmap (adapix.hardware): faster everywhere
     module = importlib.import_module(COMMANDS[cmd][0])
     return module.main(argv[1:])
 

@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..hardware import training_bf16
+from ..hardware import training_bf16, tune_allocator
 from ..model import AdapixModel, adapt_state_to_lambdas
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
@@ -150,6 +150,7 @@ def validate(model: AdapixModel, images: list[np.ndarray], cfg: TrainConfig, ste
 
 class Trainer:
     def __init__(self, run: RunConfig, resume: bool = True, progress: bool = True):
+        tune_allocator()  # large tensors from the heap, not mmap (adapix.hardware)
         self.run, self.cfg = run, run.train
         self.out = Path(self.cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
