@@ -45,6 +45,7 @@ from adapix.images import pad_to_multiple
 from adapix.model import lambda_at, quality_to_position
 from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
                              rd_cost_of)
+from adapix.optimize.presets import RATE_MODES
 from adapix.profiles import BALANCED, BEST, PROFILES
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "sun_hays80"
@@ -105,7 +106,8 @@ def parse_config(name: str) -> Preset:
     """``{ste|noise|sga}{iters}[-lr{lr}][-lrf{final}][-{y|ys|yz|yzs}][-fp32][-e{evals}][-l{min}]``
     (``-l{min}``: the phase runs only at lambda >= min; ``-q{min}``: from the lambda of quality
     ``min`` on the six-anchor scale 0.0018 ... 0.16 that sessions 1-9 measured with),
-    phases joined by ``/`` (e.g. ``noise40/ste20``), then optionally ``+greedy`` with options
+    phases joined by ``/`` (e.g. ``noise40/ste20``), optionally after ``ft{iters}[-lr{lr}]``
+    (the analysis transform g_a fine-tuned on the image first, ``Preset.encoder_finetune``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
     ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases), ``-m{merge}``
     (consecutive steps searched as one block),
@@ -143,10 +145,21 @@ def parse_config(name: str) -> Preset:
                 greedy = replace(greedy, **{field: type(getattr(greedy, field))(o[1:])})
             else:
                 raise ValueError(f"unknown greedy option {o!r}")
-    phases = []
+    phases, finetune = [], {}
     for k, part in enumerate(name.split("/") if name else []):
         head, *opts = part.split("-")
+        if k == 0 and head.startswith("ft") and head[2:].isdigit():  # fine-tune g_a first
+            finetune = {"encoder_finetune": True, "finetune_iters": int(head[2:])}
+            for o in opts:
+                if not o.startswith("lr"):
+                    raise ValueError(f"unknown option {o!r} in {part!r} (ft takes -lr only)")
+                finetune["finetune_lr"] = float(o[2:])
+            continue
         mode = head.rstrip("0123456789")
+        if mode not in RATE_MODES or mode == head:
+            hint = " (a search alone starts with '+': '+greedy-...')" if "greedy" in part else ""
+            raise ValueError(f"unknown configuration part {part!r}: a phase is "
+                             f"{{{'|'.join(RATE_MODES)}}}{{iters}}[-options]{hint}")
         iters = int(head[len(mode):])
         kw: dict = {"mode": mode, "name": f"{mode}{k}"}
         for o in opts:
@@ -167,7 +180,7 @@ def parse_config(name: str) -> Preset:
             else:
                 raise ValueError(f"unknown option {o!r} in {part!r}")
         phases.append(lof(iters, **kw))
-    return Preset(phases=tuple(phases), greedy=greedy)
+    return Preset(phases=tuple(phases), greedy=greedy, **finetune)
 
 
 def crop(name: str, width: int = 768, height: int = 512) -> torch.Tensor:
