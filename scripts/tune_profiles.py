@@ -107,7 +107,8 @@ def parse_config(name: str) -> Preset:
     (``-l{min}``: the phase runs only at lambda >= min; ``-q{min}``: from the lambda of quality
     ``min`` on the six-anchor scale 0.0018 ... 0.16 that sessions 1-9 measured with),
     phases joined by ``/`` (e.g. ``noise40/ste20``), optionally after ``ft{iters}[-lr{lr}]``
-    (the analysis transform g_a fine-tuned on the image first, ``Preset.encoder_finetune``), then optionally ``+greedy`` with options
+    (the analysis transform g_a fine-tuned on the image first, ``Preset.encoder_finetune``;
+    write the lr without an exponent, e.g. ``-lr0.0001``), then optionally ``+greedy`` with options
     ``-f{fraction}``, ``-t{threshold}``, ``-c{chunks}``, ``-n{max_evals}``, ``-v{verify_every}``,
     ``-p{passes}``, ``-s{time_share}`` (of a time budget, after gradient phases), ``-m{merge}``
     (consecutive steps searched as one block),

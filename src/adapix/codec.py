@@ -88,7 +88,7 @@ class Codec:
 
     def __init__(self, weights: str | os.PathLike | LoadedModel | None = None,
                  max_pixels: int = container.DEFAULT_MAX_PIXELS):
-        tune_allocator()  # large tensors from the heap, not mmap: 1.5x faster (hardware.py)
+        tune_allocator()  # large tensors from the heap, not mmap (adapix.hardware)
         self.loaded = weights if isinstance(weights, LoadedModel) else load_weights(weights)
         self.model = self.loaded.model.eval()
         self.max_pixels = max_pixels

@@ -29,12 +29,14 @@ def tune_allocator() -> bool:
     sessions 4-12 (AVX2, 2 threads, 768x512, ``python scripts/tune_profiles.py
     --bench-iteration --threads 2``, session 12): one gradient iteration of the encoder's proxy
     0.91 -> 0.63 s, one true-cost evaluation (real coding) 0.78 -> 0.47 s, system time of the
-    whole benchmark 23 -> 1.6 s. Numerics do not change (only where memory comes from).
+    whole benchmark 23 -> 1.6 s; ``fast`` decode of kodim23 0.82 -> 0.47 s (docs/results.md,
+    "Speed"). Numerics do not change (only where memory comes from).
 
     Process-wide, so it is called by the entry points (the ``adapix`` command, :class:`Codec`,
-    the ablation runner), not on import. Memory freed by the process stays with it (up to the
-    trim threshold) instead of going back to the system. Returns True when the setting is in
-    effect (Linux with glibc), False where it does not apply or ``ADAPIX_SYSTEM_MALLOC=1``.
+    the trainer, the ablation runner), not on import. Memory freed by the process stays with it
+    (up to the trim threshold) instead of going back to the system. Returns True when the
+    setting is in effect (Linux with glibc), False where it does not apply or
+    ``ADAPIX_SYSTEM_MALLOC=1``.
     Idempotent.
     """
     global _allocator_state
