@@ -43,7 +43,8 @@ def main(argv=None) -> int:
             costs = {}
             with torch.no_grad():
                 for d in offs:
-                    res = model.compress(xp, quality_to_position(model.cfg, min(100.0, max(0.0, q + d))))
+                    q2 = min(100.0, max(0.0, q + d))
+                    res = model.compress(xp, quality_to_position(model.cfg, q2))
                     costs[d] = rd_cost_of(model, res, xp, hw, t)  # at the asked quality's lambda
             for d in offs:
                 rel[d].append(100 * (costs[d] / costs[0] - 1))
