@@ -37,7 +37,6 @@ def test_tune_allocator_opt_out(monkeypatch):
     monkeypatch.setattr(hardware, "_allocator_state", None)
     monkeypatch.setenv(hardware.OPT_OUT_ENV, "1")
     assert hardware.tune_allocator() is False
-    monkeypatch.setattr(hardware, "_allocator_state", None)  # let a later call apply it again
 
 
 def test_entry_points_tune_the_allocator(monkeypatch, tmp_path):

@@ -84,6 +84,9 @@ class Codec:
     >>> codec = Codec()                       # the shipped default weights
     >>> data = codec.encode("photo.png", quality=60)
     >>> image = codec.decode(data)            # PIL.Image
+
+    Creating a Codec applies :func:`adapix.hardware.tune_allocator` (process-wide: large
+    tensors from the heap instead of a fresh mmap each; ``ADAPIX_SYSTEM_MALLOC=1`` opts out).
     """
 
     def __init__(self, weights: str | os.PathLike | LoadedModel | None = None,

@@ -28,8 +28,8 @@ def tune_allocator() -> bool:
     ``mallopt(M_TRIM_THRESHOLD, 2 GiB)``), freed blocks are reused. Measured on the AMD EPYC of
     sessions 4-12 (AVX2, 2 threads, 768x512, ``python scripts/tune_profiles.py
     --bench-iteration --threads 2``, session 12): one gradient iteration of the encoder's proxy
-    0.91 -> 0.63 s, one true-cost evaluation (real coding) 0.78 -> 0.47 s, system time of the
-    whole benchmark 23 -> 1.6 s; ``fast`` decode of kodim23 0.82 -> 0.47 s (docs/results.md,
+    0.91 -> 0.64 s, one true-cost evaluation (real coding) 0.78 -> 0.48 s, system time of the
+    whole benchmark 23 -> 1.2 s; ``fast`` decode of kodim23 0.82 -> 0.47 s (docs/results.md,
     "Speed"). Numerics do not change (only where memory comes from).
 
     Process-wide, so it is called by the entry points (the ``adapix`` command, :class:`Codec`,
