@@ -262,6 +262,14 @@ def test_phase_validation():
     assert p.lr_at_progress(1.0) == pytest.approx(0.01) and p.lr_at_progress(2.0) == p.lr_at(10)
     assert p.tau_at_progress(0.5) == pytest.approx(p.tau_at(5))
     assert not Preset().optimizes and Preset(greedy=GreedySearch(True)).optimizes
+    for bad in ({"finetune_iters": -1}, {"finetune_lr": 0.0}, {"finetune_share": 0.0},
+                {"finetune_share": 1.5}, {"finetune_max_lambda": 0.0}):
+        with pytest.raises(ValueError):
+            Preset(encoder_finetune=True, **bad)
+    ft = Preset(encoder_finetune=True, finetune_max_lambda=0.02)
+    assert ft.finetunes_at(0.019) and not ft.finetunes_at(0.02) and not ft.finetunes_at(0.1)
+    assert not Preset().finetunes_at(0.01)  # off unless asked for
+    assert not Preset(encoder_finetune=True, finetune_iters=0).finetunes_at(0.01)
 
 
 # ---- encode_to_target --------------------------------------------------------------------------
@@ -349,6 +357,39 @@ def test_time_budget_with_a_fake_clock_is_respected_exactly(model, image, greedy
     assert out.stats.final_cost <= fast_cost
     assert torch.equal(model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, False),
                        out.result.x_hat)
+
+
+def test_encoder_finetune_stops_at_its_share_of_the_budget(model, image):
+    """The fine-tuning of g_a, its closing evaluation included, ends by ``finetune_share`` of the
+    budget; the phase after it gets the rest, and the run ends on time."""
+    xp, hw = image
+    budget, clock = 40.0, FakeClock(0.5)
+    finetune_end = []
+
+    def progress(stage, it, cost):
+        if stage == "finetune":
+            finetune_end.append(clock.now)
+
+    preset = Preset(phases=(Phase("a", iters=1000, lr=0.05, eval_every=100),),
+                    encoder_finetune=True, finetune_iters=10000, finetune_share=0.25)
+    out = optimize_latents_ex(model, xp, hw, T, preset, time_budget=budget, clock=clock,
+                              progress=progress)
+    assert 1 <= out.stats.finetune_iters < 10000
+    assert len(finetune_end) == 1 and finetune_end[0] <= 0.25 * budget + 2 * clock.step
+    stages = [h[0] for h in out.stats.history]
+    assert stages[:2] == ["start", "finetune"] and "a" in stages
+    assert out.stats.seconds <= budget + 4 * clock.step
+    assert out.stats.final_cost <= out.stats.initial_cost
+
+
+def test_encoder_finetune_only_below_its_lambda(model, image):
+    xp, hw = image
+    lam = float(model.lam(torch.tensor([T])))
+    for max_lambda, runs in ((lam * 0.9, False), (lam * 1.1, True)):
+        preset = Preset(encoder_finetune=True, finetune_iters=2, finetune_max_lambda=max_lambda)
+        out = optimize_latents_ex(model, xp, hw, T, preset)
+        assert (out.stats.finetune_iters == 2) is runs
+        assert ("finetune" in [h[0] for h in out.stats.history]) is runs
 
 
 def test_greedy_budget_reserves_time_for_slow_map_recomputation(model, image, monkeypatch):

@@ -47,6 +47,9 @@ def test_profiles_exist_and_are_data():
     assert bal.phases_at(0.05) == () and bal.phases_at(0.054) and bal.phases_at(0.16)
     assert best.phases_at(0.026) == () and best.phases_at(0.028) and best.phases_at(0.16)
     assert best.greedy.time_share > bal.greedy.time_share  # best's search has time to spare
+    # below 0.027 best fine-tunes the analysis transform instead (docs/ablations.md, session 12)
+    assert best.finetunes_at(0.026) and not best.finetunes_at(0.028)
+    assert 0 < best.finetune_share <= 0.5 and not bal.finetunes_at(0.001)
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):

@@ -18,9 +18,10 @@ the decoder).
   default budget for a 768x512 image.
 * ``best``: from the middle qualities up (lambda >= 0.027, quality 71.4 and above with the
   shipped model) a gradient phase on y, z and s (continuous mode decision: s generates decoder
-  weights) in 60% of the budget; then up to four passes of the greedy search, which has the
-  whole budget below; the post-filter (used when the weights have a trained post-filter); 120 s
-  default budget for a 768x512 image.
+  weights) in 60% of the budget; below that, 30 steps fine-tuning the analysis transform on the
+  image (at most half the budget; the stronger mode decision of Wang et al. 2022); then up to
+  four passes of the greedy search; the post-filter (used when the weights have a trained
+  post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
 255^2 * MSE of the 8-bit reconstruction), so it is never worse than ``fast`` at the same
@@ -86,12 +87,19 @@ BALANCED = Preset(
 # quality 71.4; between 0.0088, where the phase bought nothing on the crops, and 0.034, where it
 # paid), with balanced's learning rate and 40% of the budget left to the search: RD cost
 # -4.76% / -9.31% against fast at quality 75 / 96.4 (the old preset: -3.28% / -9.13%).
+# Session 12: below that lambda the search still ended after 59-66 s of the 120; 30 Adam steps
+# on a copy of the analysis transform first (lr 1e-4) cut the RD cost by -2.65% / -3.06% at
+# quality 39.3 / 53.6 against -1.77% / -2.18% for the search alone (docs/ablations.md,
+# session 12). Session 13: the fine-tuning stops after half the budget at most (it took about
+# 50 s of the 107-119 s encodes there), and runs only below MID_LAMBDA, where it was measured.
 MID_LAMBDA = 0.027
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                   lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA),),
     greedy=replace(_SEARCH, passes=4, time_share=0.4),
     postfilter=True, postfilter_choice=True,
+    encoder_finetune=True, finetune_iters=30, finetune_lr=1e-4, finetune_share=0.5,
+    finetune_max_lambda=MID_LAMBDA,
 )
 
 
@@ -146,7 +154,8 @@ PROFILES: dict[str, Profile] = {
                         "encoding",
                         BALANCED, time_budget=30.0),
     "best": Profile("best", "long per-image optimisation (from middle qualities up, gradient "
-                    "steps on latents and model stream; up to four greedy rounding passes; "
+                    "steps on latents and model stream, below them the analysis transform "
+                    "fine-tuned on the image; up to four greedy rounding passes; "
                     "post-filter; 120 s per 768x512 image): the best size/quality trade-off, "
                     "the slowest encoding",
                     BEST, time_budget=120.0),

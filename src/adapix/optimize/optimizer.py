@@ -62,10 +62,12 @@ def _warm_up_adam() -> None:
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
               clock=None, choose_postfilter=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
-    phases = preset.phases_at(float(model.lam(torch.tensor([float(t)]))))
+    lam = float(model.lam(torch.tensor([float(t)])))
+    phases = preset.phases_at(lam)
+    finetune = preset.finetunes_at(lam)
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
     run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)  # the clock starts
-    if phases or preset.encoder_finetune:
+    if phases or finetune:
         _warm_up_adam()  # inside the budget: a process's first encode pays it
     # The random relaxations (noise, SGA) draw from a fixed seed, so that an encode does not
     # depend on (nor disturb) the caller's random state: same input and settings, same bytes on
@@ -84,7 +86,7 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
             run.evaluate(lat0, "start", 0)
         run.stats.initial_cost = run.best.cost
         if not run.out_of_time():
-            if preset.encoder_finetune and preset.finetune_iters > 0:
+            if finetune:
                 _finetune_encoder(run, preset)
             deadlines = _phase_deadlines(run, preset, phases)
             for phase, deadline in zip(phases, deadlines):
@@ -114,7 +116,8 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     ``postfilter`` is the flag to write into the file header. ``choose_postfilter=False`` keeps
     the flag as given (the tiles of one file share one flag).
 
-    Starts from ``model.analyse(x, t)`` (or a fine-tuned analysis, ``preset.encoder_finetune``),
+    Starts from ``model.analyse(x, t)`` (or, below ``preset.finetune_max_lambda``, an analysis
+    fine-tuned on the image, ``preset.encoder_finetune``),
     runs the gradient ``preset.phases`` that apply at the lambda of t (:attr:`Phase.min_lambda`)
     and then, if enabled, the greedy rounding search. The true
     cost (:func:`rd_cost_true`) decides which state is kept, so the result is never worse than

@@ -13,27 +13,37 @@ from .run import _Run
 
 
 def _finetune_encoder(run: _Run, preset: Preset) -> None:
-    """Fine-tunes a copy of g_a on the image (decoder untouched), then evaluates its latents."""
+    """Fine-tunes a copy of g_a on the image (decoder untouched), then evaluates its latents.
+
+    Adam at the constant ``preset.finetune_lr`` on the proxy loss (noise for the rate); under a
+    time budget the steps stop when the next one and the closing true-cost evaluation would end
+    after ``preset.finetune_share`` of the budget (the first step always runs)."""
     model, tt = run.model, torch.tensor([run.t])
     g_a = copy.deepcopy(model.g_a)
     for p in g_a.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(g_a.parameters(), lr=preset.finetune_lr)
     gain = model._interp(model.log_gain, tt)
+    end = None if run.budget is None else run.budget * preset.finetune_share
 
     def latents() -> Latents:
         y = g_a(run.x) * gain.to(run.x.dtype)
         return Latents(y=y, z=model.h_a(y), s=model.syntax(y))
 
-    done = 0
+    done, step_seconds = 0, 0.0
     for i in range(preset.finetune_iters):
         if run.out_of_time(reserve=run.eval_seconds):
             break
+        if end is not None and done and run.elapsed() + step_seconds + run.eval_seconds > end:
+            run.stats.stopped_by_budget = True
+            break
+        t1 = run.clock()
         loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise",
                                 synthesis=run.synthesis("auto"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        step_seconds = run.clock() - t1
         done = i + 1
     run.stats.finetune_iters = done
     if done:

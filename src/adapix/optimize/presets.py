@@ -159,7 +159,11 @@ class Preset:
     latents are also coded with it off, and the optimisation runs with whichever flag gives the
     lower true cost (the file header carries the flag), so an image the filter does not suit is
     never worse than ``fast``. ``encoder_finetune`` fine-tunes a copy of ``g_a`` on the image for
-    ``finetune_iters`` Adam steps (lr ``finetune_lr``) before the latent phases.
+    ``finetune_iters`` Adam steps (constant lr ``finetune_lr``) before the latent phases: the
+    stronger form of online mode decision (Wang et al., CVPR 2022), which changes only what the
+    encoder sends. It runs for images coded below trade-off ``finetune_max_lambda`` (lambda;
+    :meth:`finetunes_at`) and, under a time budget, stops after ``finetune_share`` of the budget
+    (its last true-cost evaluation included), leaving the rest to the phases and the search.
     """
 
     phases: tuple[Phase, ...] = ()
@@ -169,6 +173,21 @@ class Preset:
     encoder_finetune: bool = False
     finetune_iters: int = 30
     finetune_lr: float = 1e-4
+    finetune_share: float = 1.0
+    finetune_max_lambda: float = math.inf
+
+    def __post_init__(self) -> None:
+        if self.finetune_iters < 0 or not self.finetune_lr > 0:
+            raise ValueError("finetune_iters must be >= 0 and finetune_lr > 0")
+        if not 0.0 < self.finetune_share <= 1.0:
+            raise ValueError(f"finetune_share must be in (0, 1], got {self.finetune_share!r}")
+        if not self.finetune_max_lambda > 0:
+            raise ValueError(f"finetune_max_lambda must be > 0, got {self.finetune_max_lambda!r}")
+
+    def finetunes_at(self, lam: float) -> bool:
+        """Whether the analysis transform is fine-tuned for an image coded at ``lam``."""
+        return (self.encoder_finetune and self.finetune_iters > 0
+                and lam < self.finetune_max_lambda * (1 - 1e-9))
 
     def phases_at(self, lam: float) -> tuple[Phase, ...]:
         """The gradient phases that run for an image coded at trade-off ``lam`` (lambda)."""
