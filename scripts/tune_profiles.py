@@ -42,7 +42,7 @@ from adapix.codec import Codec
 from adapix.config import ModelConfig
 from adapix.eval.bdrate import bd_rate
 from adapix.images import pad_to_multiple
-from adapix.model import lambda_at, quality_to_position
+from adapix.model import lambda_at, position_to_quality, quality_to_position
 from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
                              rd_cost_of)
 from adapix.optimize.presets import RATE_MODES
@@ -118,10 +118,18 @@ def parse_config(name: str) -> Preset:
     (curvature term in the candidate screen) and ``-fp32``/``-fp32cl``/``-bf16`` (precision of
     the search's proxy synthesis; default auto); no phase before ``+greedy``: the search alone.
     A final ``+pf`` turns the decoder's post-filter on (for the search and the result), e.g.
-    ``fast+pf``, ``balanced+pf``. Examples: ``noise40``, ``noise40-lr0.08-y``,
-    ``noise160+greedy``."""
+    ``fast+pf``, ``balanced+pf``; before it, ``+qo{offset}[_{offset}...]`` adds a quality mode
+    decision (``Preset.quality_offsets``, e.g. ``+qo-4`` or ``+qo-4_-8``). Examples:
+    ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``, ``best+qo-4+pf``."""
     if name.endswith("+pf"):
         return replace(parse_config(name[:-len("+pf")]), postfilter=True)
+    if "+qo" in name:
+        name, offs = name.rsplit("+qo", 1)
+        try:
+            offsets = tuple(float(v) for v in offs.split("_"))
+        except ValueError:
+            raise ValueError(f"+qo takes quality offsets joined by '_', got {offs!r}") from None
+        return replace(parse_config(name), quality_offsets=offsets)
     if name in CONFIGS:
         return CONFIGS[name]
     greedy = GreedySearch()
@@ -211,6 +219,8 @@ def run_one(model, x, quality: float, preset: Preset, budget: float | None) -> d
     seconds = time.perf_counter() - t0
     bpp, psnr = measure(res, xp, hw)
     row = {"bpp": bpp, "psnr": psnr, "cost": cost, "seconds": seconds}
+    if res.t is not None and res.t != t:  # the quality mode decision moved it
+        row["coded_quality"] = round(position_to_quality(model.cfg, res.t), 2)
     if stats is not None:
         row.update(iterations=stats.iterations, evaluations=stats.evaluations,
                    eval_seconds=stats.eval_seconds, iteration_seconds=stats.iteration_seconds,

@@ -604,3 +604,49 @@ def test_merged_blocks_share_their_coding_maps(model, image, monkeypatch):
         out = optimize_latents_ex(model, xp, hw, T, Preset(greedy=gs))
         assert 1 <= len(calls) <= most
         assert out.stats.final_cost <= out.stats.initial_cost
+
+
+# ---- quality mode decision (Preset.quality_offsets) ------------------------------------------
+def test_offset_positions_are_header_qualities(model):
+    from adapix.model import position_to_quality, quality_to_position
+    from adapix.optimize.optimizer import _offset_positions
+
+    t = quality_to_position(model.cfg, 39.29)
+    got = _offset_positions(model, t, (-4.0, -4.0, 0.004, 70.0, -50.0))
+    qs = [position_to_quality(model.cfg, p) for p in got]
+    assert qs == pytest.approx([35.29, 100.0, 0.0])  # repeats, t itself dropped; clamped
+    for q, p in zip(qs, got):  # exactly what a decoder computes from the header's quality
+        assert p == quality_to_position(model.cfg, round(q, 2))
+
+
+def test_quality_decision_keeps_the_cheapest_at_the_asked_lambda(model, image):
+    """Every candidate quality is priced at the asked quality's lambda; the run codes at the
+    cheapest, the result says where, and it decodes exactly there."""
+    from adapix.model import position_to_quality, quality_to_position
+
+    xp, hw = image
+    lam = float(model.lam(torch.tensor([T])))
+    offsets = (-20.0, -8.0, 8.0)
+    q = position_to_quality(model.cfg, T)
+    costs = {T: _fast(model, xp, hw)[0]}
+    for off in offsets:
+        to = quality_to_position(model.cfg, round(q + off, 2))
+        res = model.compress(xp, to)
+        costs[to] = rd_cost_of(model, res, xp, hw, to, lam=lam)
+    cheapest = min(costs, key=costs.get)
+    preset = Preset(greedy=GreedySearch(enabled=True, max_evals=4), quality_offsets=offsets)
+    out = optimize_latents_ex(model, xp, hw, T, preset)
+    assert [h[0].startswith("quality") for h in out.stats.history[1:4]] == [True] * 3
+    assert out.stats.history[0][2] == pytest.approx(costs[T])
+    assert out.result.t == cheapest and cheapest != T  # a lower quality is cheaper here
+    assert out.stats.final_cost <= min(costs.values()) <= out.stats.initial_cost
+    assert out.stats.final_cost == pytest.approx(
+        rd_cost_of(model, out.result, xp, hw, T))  # priced at the asked quality's lambda
+    dec = model.decompress(out.result.streams, tuple(xp.shape[-2:]), out.result.t)
+    assert torch.equal(dec, out.result.x_hat)
+    kept = optimize_latents(model, xp, hw, T, preset, choose_quality=False)
+    assert kept.t == T  # the tiles of a file share the header's quality
+    with pytest.raises(ValueError):
+        Preset(quality_offsets=(0.0,))
+    with pytest.raises(ValueError):
+        Preset(quality_offsets=(float("nan"),))

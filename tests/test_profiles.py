@@ -3,6 +3,8 @@ against ``fast`` and produce files any decoder reads."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -195,3 +197,20 @@ def test_codec_writes_the_post_filter_flag_the_encoder_chose(make_model, tmp_pat
     dec = codec.decode_ex(tiled.data)
     assert dec.header.tiled and dec.header.postfilter is True and tiled.postfilter is True
     assert np.array_equal(dec.image.pixels, tiled.reconstruction.pixels)
+
+
+def test_codec_writes_the_quality_the_encoder_chose(tiny_codec, raster, monkeypatch):
+    """With a quality mode decision the header carries the quality actually coded, the decoder
+    follows it, and the tiles of a tiled file keep the asked quality."""
+    from dataclasses import replace
+
+    prof = PROFILES["balanced"]
+    preset = replace(prof.preset, phases=(), quality_offsets=(-30.0, -15.0))
+    monkeypatch.setitem(PROFILES, "balanced", replace(prof, preset=preset))
+    res = tiny_codec.encode_ex(raster, quality=60, profile="balanced", time_budget=math.inf)
+    dec = tiny_codec.decode_ex(res.data)
+    assert dec.header.quality == res.quality and res.quality in (45.0, 30.0)  # moved here
+    assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
+    tiled = tiny_codec.encode_ex(raster, quality=60, profile="balanced", time_budget=math.inf,
+                                 tile_size=64)
+    assert tiled.quality == 60.0 and tiny_codec.decode_ex(tiled.data).header.quality == 60.0

@@ -34,7 +34,7 @@ from .errors import AdapixError, ModelMismatchError
 from .hardware import tune_allocator
 from .images import (RasterImage, crop, decode_alpha, encode_alpha, from_tensor, load_image,
                      pad_to_multiple, to_pil, to_tensor)
-from .model import Streams, quality_to_position
+from .model import Streams, position_to_quality, quality_to_position
 from .profiles import get_profile
 from .weights import LoadedModel, load_weights
 
@@ -54,7 +54,7 @@ class EncodeResult:
     data: bytes
     width: int
     height: int
-    quality: float
+    quality: float        # the header's: the asked one unless best's quality decision moved it
     profile: str
     bpp: float            # real: 8 * len(data) / pixels
     est_bpp: float        # ideal code length of the three coded streams / pixels
@@ -141,8 +141,10 @@ class Codec:
             return max(time_budget - reserve - (time.perf_counter() - t0), 0.0)
 
         if not tile:
-            streams, rec_px, est_bits, postfilter = self._code_pixels(
+            streams, rec_px, est_bits, postfilter, t_coded = self._code_pixels(
                 img.pixels, prof, t, postfilter, left())
+            if t_coded != t:  # the profile's quality mode decision: the header says where
+                quality = round(position_to_quality(self.model.cfg, t_coded), 2)
             sections = {SectionType.MODEL_STREAM: streams.model_stream,
                         SectionType.HYPER: streams.hyper, SectionType.CONTENT: streams.content}
             psnr = psnr_uint8(img.pixels, rec_px)
@@ -156,8 +158,8 @@ class Codec:
                 if budget is not None:  # an equal share of what is left
                     budget /= grid.count - tl.index
                 src = tiling.cut(img.pixels, tl)
-                streams, rec_tile, bits, _ = self._code_pixels(src, prof, t, postfilter, budget,
-                                                               choose_postfilter=False)
+                streams, rec_tile, bits, _, _ = self._code_pixels(
+                    src, prof, t, postfilter, budget, choose_per_image=False)
                 tiling.paste(rec_px, tl, rec_tile)
                 parts.append((streams.model_stream, streams.hyper, streams.content))
                 est_bits += bits
@@ -182,18 +184,20 @@ class Codec:
                             warnings=list(img.warnings), tile_size=tile, postfilter=postfilter)
 
     def _code_pixels(self, pixels: np.ndarray, prof, t: float, postfilter: bool,
-                     time_budget: float | None, choose_postfilter: bool = True,
-                     ) -> tuple[Streams, np.ndarray, float, bool]:
+                     time_budget: float | None, choose_per_image: bool = True,
+                     ) -> tuple[Streams, np.ndarray, float, bool, float]:
         """Codes one whole image or one tile, uint8 (H, W, 1|3), with the per-image path:
         (streams, uint8 reconstruction of the same shape, ideal code length in bits, post-filter
-        flag of the reconstruction). The tiles of a file share the flag given
-        (``choose_postfilter=False``)."""
+        flag of the reconstruction, quality position it was coded at). The tiles of a file
+        share the header's flag and quality as given (``choose_per_image=False``)."""
         x = to_tensor(RasterImage(pixels=np.ascontiguousarray(pixels)))
         xp, hw = pad_to_multiple(x, self.model.cfg.pad_multiple)
         del x
-        result = prof.run(self.model, xp, hw, t, postfilter, time_budget, choose_postfilter)
+        result = prof.run(self.model, xp, hw, t, postfilter, time_budget,
+                          choose_postfilter=choose_per_image, choose_quality=choose_per_image)
         rec = from_tensor(crop(result.x_hat, hw), pixels.shape[2] == 1)
-        return result.streams, rec, result.est_bits, result.postfilter
+        t_coded = t if result.t is None else result.t
+        return result.streams, rec, result.est_bits, result.postfilter, t_coded
 
     # ---- decode ------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:

@@ -73,6 +73,7 @@ class CodingResult:
     x_hat: torch.Tensor      # (1,3,H,W) the reconstruction, identical to what decoding yields
     est_bits: float          # ideal code length from the snapped model, all streams
     postfilter: bool = False  # whether x_hat went through the post-filter (the header's flag)
+    t: float | None = None   # the quality position it was coded at (None: not recorded)
 
 
 class AdapixModel(nn.Module):
@@ -189,7 +190,7 @@ class AdapixModel(nn.Module):
         """Codes given (continuous) latents; y is rounded around the MSP means."""
         streams, y_hat, s_hat, est = self._code_streams(lat)
         x_hat = self.synthesize(y_hat.float(), s_hat, torch.tensor([t]), postfilter)
-        return CodingResult(streams, x_hat.clamp(0, 1), est, bool(postfilter))
+        return CodingResult(streams, x_hat.clamp(0, 1), est, bool(postfilter), float(t))
 
     @torch.no_grad()
     def compress_latents_both(self, lat: Latents, t: float) -> tuple[CodingResult, CodingResult]:
@@ -199,8 +200,8 @@ class AdapixModel(nn.Module):
         streams, y_hat, s_hat, est = self._code_streams(lat)
         x_plain, gen = self._synthesize_plain(y_hat.float(), s_hat, torch.tensor([t]))
         x_post = self.postfilter(x_plain, gen)
-        return (CodingResult(streams, x_plain.clamp(0, 1), est, False),
-                CodingResult(streams, x_post.clamp(0, 1), est, True))
+        return (CodingResult(streams, x_plain.clamp(0, 1), est, False, float(t)),
+                CodingResult(streams, x_post.clamp(0, 1), est, True, float(t)))
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, t: float, postfilter: bool = False) -> CodingResult:

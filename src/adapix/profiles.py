@@ -130,12 +130,14 @@ class Profile:
 
     def run(self, model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t: float,
             postfilter: bool, time_budget: float | None = None,
-            choose_postfilter: bool = True) -> CodingResult:
+            choose_postfilter: bool = True, choose_quality: bool = True) -> CodingResult:
         """Codes x (1,3,Hp,Wp) padded, original size hw, at quality position t.
 
         ``postfilter``: whether the post-filter may be used; the result's ``postfilter`` is the
         flag to write into the header (a profile with ``preset.postfilter_choice`` turns it off
-        for an image it does not suit, unless ``choose_postfilter`` is False). ``time_budget``
+        for an image it does not suit, unless ``choose_postfilter`` is False; one with
+        ``preset.quality_offsets`` may code at another quality, the result's ``t``, unless
+        ``choose_quality`` is False). ``time_budget``
         (seconds) bounds the encoder-side optimisation; None = the profile's default
         (:meth:`default_budget`), ``math.inf`` = the preset's full effort whatever it takes.
         """
@@ -143,7 +145,8 @@ class Profile:
             return model.compress(x, t, postfilter=postfilter)
         budget = self.default_budget(hw) if time_budget is None else time_budget
         return optimize_latents(model, x, hw, t, self.preset, time_budget=budget,
-                                postfilter=postfilter, choose_postfilter=choose_postfilter)
+                                postfilter=postfilter, choose_postfilter=choose_postfilter,
+                                choose_quality=choose_quality)
 
 
 PROFILES: dict[str, Profile] = {

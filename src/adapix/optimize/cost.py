@@ -32,10 +32,12 @@ def _sse255(x_hat: torch.Tensor, x: torch.Tensor, hw: tuple[int, int]) -> float:
 
 
 def rd_cost_of(model: AdapixModel, result: CodingResult, x: torch.Tensor, hw: tuple[int, int],
-               t: float) -> float:
-    """True RD cost of an already coded result (see :func:`rd_cost_true`)."""
+               t: float, lam: float | None = None) -> float:
+    """True RD cost of an already coded result (see :func:`rd_cost_true`); ``lam`` replaces
+    lambda(t) (to price a result coded at another quality at the asked one's trade-off)."""
     pixels = int(hw[0]) * int(hw[1])
-    return stream_bits(result) / pixels + _lam(model, t) * _sse255(result.x_hat, x, hw)
+    lam = _lam(model, t) if lam is None else float(lam)
+    return stream_bits(result) / pixels + lam * _sse255(result.x_hat, x, hw)
 
 
 def rd_cost_true(model: AdapixModel, lat: Latents, t: float, x: torch.Tensor,

@@ -8,7 +8,7 @@ import torch
 from ..entropy.gaussian import gaussian_likelihood
 from ..entropy.msp import Step
 from ..model import AdapixModel, Latents
-from .cost import _crop, _lam
+from .cost import _crop
 from .presets import RANDOM_SEED, GreedySearch
 from .run import _Run
 
@@ -78,7 +78,7 @@ def _distortion_grad(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
     with torch.enable_grad():
         x_hat = synth(leaf, s_hat.float())
         mse = _mse(run, x_hat)
-        (grad,) = torch.autograd.grad(_lam(run.model, run.t) * 255.0 ** 2 * mse, leaf)
+        (grad,) = torch.autograd.grad(run.lam * 255.0 ** 2 * mse, leaf)
     return grad
 
 
@@ -98,7 +98,7 @@ def _distortion_curvature(run: _Run, y_hat: torch.Tensor, s_hat: torch.Tensor,
             (g,) = torch.autograd.grad(x_hat, leaf, v, retain_graph=k < samples - 1)
             acc += g.float() ** 2
     diag = (acc / samples).mean(dim=(2, 3), keepdim=True)
-    return 2.0 * _lam(run.model, run.t) * 255.0 ** 2 / x_hat.numel() * diag.double()
+    return 2.0 * run.lam * 255.0 ** 2 / x_hat.numel() * diag.double()
 
 
 @torch.no_grad()
@@ -116,7 +116,7 @@ def _screen_cost(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: torch.T
     x_hat = run.synthesis(precision)(y_hat.float(), s_hat.float())
     mse = float(_mse(run, x_hat))
     pixels = int(run.hw[0]) * int(run.hw[1])
-    return float(bits_t.sum()) / pixels + _lam(model, run.t) * 255.0 ** 2 * mse
+    return float(bits_t.sum()) / pixels + run.lam * 255.0 ** 2 * mse
 
 
 def _lattice(y: torch.Tensor, mu_map: torch.Tensor, m: int) -> torch.Tensor:
@@ -142,7 +142,7 @@ def _grad_and_screen(run: _Run, feats: torch.Tensor, y: torch.Tensor, s_hat: tor
     with torch.enable_grad():
         x_hat = run.synthesis(precision)(leaf, s_hat.float())
         mse = _mse(run, x_hat)
-        dist = _lam(model, run.t) * 255.0 ** 2 * mse
+        dist = run.lam * 255.0 ** 2 * mse
         (grad,) = torch.autograd.grad(dist, leaf)
     pixels = int(run.hw[0]) * int(run.hw[1])
     return grad, float(bits_t.sum()) / pixels + float(dist.detach())

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ..model import AdapixModel, CodingResult
+from ..model import AdapixModel, CodingResult, position_to_quality, quality_to_position
 from .greedy import _greedy
 from .phases import _finetune_encoder, _run_phase
 from .presets import RANDOM_SEED, Phase, Preset
@@ -22,13 +22,14 @@ def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int]
                         progress: Callable[[str, int, float], None] | None = None,
                         postfilter: bool | None = None,
                         clock: Callable[[], float] | None = None,
-                        choose_postfilter: bool = True) -> OptimizeOutcome:
+                        choose_postfilter: bool = True,
+                        choose_quality: bool = True) -> OptimizeOutcome:
     """Like :func:`optimize_latents`, also returning the best latents and statistics.
 
     ``clock`` replaces ``time.perf_counter`` for the time budget (tests use a fake clock)."""
     with torch.inference_mode(False):  # gradients are needed even if the caller disabled them
         return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock,
-                         choose_postfilter)
+                         choose_postfilter, choose_quality)
 
 
 def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> list[float | None]:
@@ -50,6 +51,32 @@ def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> li
     return out
 
 
+def _offset_positions(model: AdapixModel, t: float, offsets: tuple[float, ...]) -> list[float]:
+    """The quality positions of the asked position t moved by ``offsets`` (quality units), each
+    rounded to the header's 0.01 quality steps and kept within 0..100; t itself and repeats
+    left out. What a decoder computes from the header's quality is exactly the same float."""
+    cfg, q = model.cfg, position_to_quality(model.cfg, t)
+    out: list[float] = []
+    for off in offsets:
+        qo = round(min(max(q + float(off), 0.0), 100.0), 2)
+        to = quality_to_position(cfg, qo)
+        if abs(qo - q) >= 0.005 and to not in out:
+            out.append(to)
+    return out
+
+
+def _choose_quality(run: _Run, x: torch.Tensor, offsets: tuple[float, ...]) -> None:
+    """Quality mode decision: codes the image's analysis at each offset quality, priced at the
+    asked quality's lambda (``run.lam``); the run goes on at the position of the best state."""
+    for to in _offset_positions(run.model, run.t, offsets):
+        if run.out_of_time(reserve=run.eval_seconds):
+            break
+        with torch.no_grad():
+            lat = run.model.analyse(x, torch.tensor([to]))
+        run.evaluate(lat, f"quality{position_to_quality(run.model.cfg, to):.2f}", 0, t=to)
+    run.t = float(run.best.result.t)
+
+
 @functools.cache
 def _warm_up_adam() -> None:
     """The first ``torch.optim.Adam`` of a process imports torch._dynamo (2.4-2.7 s on an AVX2
@@ -60,7 +87,7 @@ def _warm_up_adam() -> None:
 
 
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
-              clock=None, choose_postfilter=True) -> OptimizeOutcome:
+              clock=None, choose_postfilter=True, choose_quality=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
     lam = float(model.lam(torch.tensor([float(t)])))
     phases = preset.phases_at(lam)
@@ -85,6 +112,8 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         else:
             run.evaluate(lat0, "start", 0)
         run.stats.initial_cost = run.best.cost
+        if preset.quality_offsets and choose_quality and not run.out_of_time():
+            _choose_quality(run, x, preset.quality_offsets)
         if not run.out_of_time():
             if finetune:
                 _finetune_encoder(run, preset)
@@ -106,7 +135,7 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
                      preset: Preset, time_budget: float | None = None,
                      progress: Callable[[str, int, float], None] | None = None,
                      postfilter: bool | None = None,
-                     choose_postfilter: bool = True) -> CodingResult:
+                     choose_postfilter: bool = True, choose_quality: bool = True) -> CodingResult:
     """Encoder-side RD optimisation of one image; returns the best CodingResult found.
 
     x (1, 3, Hp, Wp) padded image in [0, 1]; hw = (H, W) original size (the cost is measured on
@@ -114,7 +143,10 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     passes the effective flag). With ``preset.postfilter_choice`` and ``choose_postfilter``, an
     enabled post-filter may be turned off for this image (see :class:`Preset`); the result's
     ``postfilter`` is the flag to write into the file header. ``choose_postfilter=False`` keeps
-    the flag as given (the tiles of one file share one flag).
+    the flag as given (the tiles of one file share one flag). Likewise, with
+    ``preset.quality_offsets`` and ``choose_quality`` the image may be coded at another quality
+    position than t (priced at t's lambda); the result's ``t`` is the position to write into the
+    header (as a quality, :func:`adapix.model.position_to_quality`).
 
     Starts from ``model.analyse(x, t)`` (or, below ``preset.finetune_max_lambda``, an analysis
     fine-tuned on the image, ``preset.encoder_finetune``),
@@ -127,4 +159,5 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     ``progress(stage, iteration, best_cost)`` is called after every true-cost evaluation.
     """
     return optimize_latents_ex(model, x, hw, t, preset, time_budget, progress, postfilter,
-                               choose_postfilter=choose_postfilter).result
+                               choose_postfilter=choose_postfilter,
+                               choose_quality=choose_quality).result

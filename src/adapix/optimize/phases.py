@@ -39,7 +39,7 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
             break
         t1 = run.clock()
         loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise",
-                                synthesis=run.synthesis("auto"))
+                                synthesis=run.synthesis("auto"), lam=run.lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,7 +91,7 @@ def _run_phase(run: _Run, phase: Phase, start: Latents, deadline: float | None =
             g["lr"] = phase.lr_at_progress(p)
         loss, _, _ = proxy_loss(run.model, cur, run.t, run.x, run.hw, run.postfilter,
                                 phase.rate_mode, phase.tau_at_progress(p), synthesis=synthesis,
-                                hyper=hyper)
+                                hyper=hyper, lam=run.lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

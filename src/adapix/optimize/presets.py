@@ -164,6 +164,14 @@ class Preset:
     encoder sends. It runs for images coded below trade-off ``finetune_max_lambda`` (lambda;
     :meth:`finetunes_at`) and, under a time budget, stops after ``finetune_share`` of the budget
     (its last true-cost evaluation included), leaving the rest to the phases and the search.
+
+    ``quality_offsets`` (quality units, e.g. ``(-4.0,)``): a quality mode decision. The image is
+    also analysed and coded at each asked quality + offset (rounded to the header's 0.01 steps,
+    within 0..100), every candidate priced at the *asked* quality's lambda, and the optimisation
+    goes on at the quality of lowest true cost; the file header carries that quality, so any
+    decoder decodes it. A model trained at a few anchors is not exactly RD-optimal at its own
+    quality positions (session 12: coding at quality - 4 was 0.9% cheaper at lambda(39.3) on
+    training crops, ``scripts/quality_offset_probe.py``).
     """
 
     phases: tuple[Phase, ...] = ()
@@ -175,6 +183,7 @@ class Preset:
     finetune_lr: float = 1e-4
     finetune_share: float = 1.0
     finetune_max_lambda: float = math.inf
+    quality_offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.finetune_iters < 0 or not self.finetune_lr > 0:
@@ -183,6 +192,12 @@ class Preset:
             raise ValueError(f"finetune_share must be in (0, 1], got {self.finetune_share!r}")
         if not self.finetune_max_lambda > 0:
             raise ValueError(f"finetune_max_lambda must be > 0, got {self.finetune_max_lambda!r}")
+        offs = self.quality_offsets
+        if not isinstance(offs, tuple) or not all(
+                isinstance(o, (int, float)) and math.isfinite(o) and 0 < abs(o) <= 100
+                for o in offs):
+            raise ValueError("quality_offsets must be a tuple of non-zero finite quality offsets "
+                             f"within +-100, got {offs!r}")
 
     def finetunes_at(self, lam: float) -> bool:
         """Whether the analysis transform is fine-tuned for an image coded at ``lam``."""
@@ -196,4 +211,5 @@ class Preset:
     @property
     def optimizes(self) -> bool:
         """True if the preset does any encoder-side optimisation."""
-        return bool(self.phases) or self.greedy.enabled or self.encoder_finetune
+        return (bool(self.phases) or self.greedy.enabled or self.encoder_finetune
+                or bool(self.quality_offsets))

@@ -182,7 +182,7 @@ def proxy_loss(model: AdapixModel, lat: Latents, t: float, x: torch.Tensor, hw: 
                postfilter: bool, rate_mode: str = "ste", tau: float = 0.5,
                synthesis: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                hyper: tuple[torch.Tensor, torch.Tensor] | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               lam: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Differentiable RD cost of latents: (loss, bpp, mse) with loss = bpp + lambda*255^2*mse.
 
     bits = bits_y + bits_z + bits_s (ideal code lengths), bpp over the H*W pixels of ``hw``, MSE
@@ -190,7 +190,8 @@ def proxy_loss(model: AdapixModel, lat: Latents, t: float, x: torch.Tensor, hw: 
 
     ``synthesis(y_hat, s_hat)`` replaces ``model.synthesize`` (e.g. a :class:`ProxySynthesis`).
     ``hyper`` = (bits_z, h_s(z_hat)) precomputed, for when z does not move (``lat.z`` is then
-    not used): saves h_s and its backward pass in every iteration.
+    not used): saves h_s and its backward pass in every iteration. ``lam`` replaces lambda(t)
+    (the trade-off of the asked quality when the image is coded at another one).
     """
     tt = torch.tensor([float(t)])
     s_hat, s_rate = _relax(lat.s, rate_mode, tau)
@@ -214,7 +215,8 @@ def proxy_loss(model: AdapixModel, lat: Latents, t: float, x: torch.Tensor, hw: 
     pixels = int(hw[0]) * int(hw[1])
     bpp = (bits + bits_y) / pixels
     mse = ((_crop(x_hat, hw).float() - _crop(x, hw).float()) ** 2).mean()
-    return bpp + _lam(model, t) * 255.0 ** 2 * mse, bpp, mse
+    lam = _lam(model, t) if lam is None else float(lam)
+    return bpp + lam * 255.0 ** 2 * mse, bpp, mse
 
 
 @contextmanager

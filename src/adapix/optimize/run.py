@@ -59,11 +59,15 @@ class _Run:
     ``clock`` (seconds, monotonic; default ``time.perf_counter``) can be replaced, e.g. by a fake
     clock in tests. ``eval_seconds`` and ``iter_seconds`` are the durations of the last true-cost
     evaluation and of the last gradient iteration, kept in reserve by the budget checks.
+    ``lam`` is the trade-off of the asked quality position ``t``, fixed for the run; ``t`` is the
+    position the image is coded at, which the quality mode decision may move
+    (``Preset.quality_offsets``).
     """
 
     def __init__(self, model, x, hw, t, postfilter, time_budget, progress,
                  clock: Callable[[], float] | None = None):
         self.model, self.x, self.hw, self.t, self.postfilter = model, x, hw, float(t), postfilter
+        self.lam = _lam(model, self.t)
         budget = None if time_budget is None else float(time_budget)
         self.budget = budget if budget is None or math.isfinite(budget) else None
         self.progress = progress
@@ -82,7 +86,7 @@ class _Run:
     def synthesis(self, precision: str) -> ProxySynthesis:
         """The proxy's synthesis for this image (built once per precision and post-filter
         flag)."""
-        key = (precision, self.postfilter)
+        key = (precision, self.postfilter, self.t)
         if key not in self._synth:
             self._synth[key] = ProxySynthesis(self.model, self.t, self.postfilter, precision)
         synth = self._synth[key]
@@ -99,13 +103,14 @@ class _Run:
         return False
 
     def evaluate(self, lat: Latents, stage: str, it: int,
-                 postfilter: bool | None = None) -> _State:
-        """Codes ``lat`` for real (with the run's post-filter flag unless ``postfilter`` is
-        given); keeps it if it beats the best so far."""
+                 postfilter: bool | None = None, t: float | None = None) -> _State:
+        """Codes ``lat`` for real (with the run's post-filter flag and quality position unless
+        ``postfilter`` or ``t`` is given); keeps it if it beats the best so far."""
         t1 = self.clock()
         lat = _detach(lat)
         pf = self.postfilter if postfilter is None else bool(postfilter)
-        st = self._consider(lat, self.model.compress_latents(lat, self.t, pf), stage, it)
+        t = self.t if t is None else float(t)
+        st = self._consider(lat, self.model.compress_latents(lat, t, pf), stage, it)
         self._timed(t1, 1)
         return st
 
@@ -125,9 +130,9 @@ class _Run:
         self.stats.evaluations += n
 
     def _consider(self, lat: Latents, res: CodingResult, stage: str, it: int) -> _State:
-        cost = rd_cost_of(self.model, res, self.x, self.hw, self.t)
+        cost = rd_cost_of(self.model, res, self.x, self.hw, self.t, lam=self.lam)
         pixels = int(self.hw[0]) * int(self.hw[1])
-        est = res.est_bits / pixels + _lam(self.model, self.t) * _sse255(res.x_hat, self.x, self.hw)
+        est = res.est_bits / pixels + self.lam * _sse255(res.x_hat, self.x, self.hw)
         st = _State(lat, cost, est, res)
         self.stats.history.append((stage, it, cost))
         if self.best is None or st.better_than(self.best):
