@@ -270,6 +270,11 @@ def test_phase_validation():
     assert ft.finetunes_at(0.019) and not ft.finetunes_at(0.02) and not ft.finetunes_at(0.1)
     assert not Preset().finetunes_at(0.01)  # off unless asked for
     assert not Preset(encoder_finetune=True, finetune_iters=0).finetunes_at(0.01)
+    qo = Preset(quality_offsets=(-4.0,), quality_max_lambda=0.02)
+    assert qo.offsets_at(0.019) == (-4.0,) and qo.offsets_at(0.02) == () and qo.optimizes
+    assert Preset(quality_offsets=(-4.0,)).offsets_at(0.16) == (-4.0,)
+    with pytest.raises(ValueError):
+        Preset(quality_max_lambda=0.0)
 
 
 # ---- encode_to_target --------------------------------------------------------------------------

@@ -18,9 +18,11 @@ the decoder).
   default budget for a 768x512 image.
 * ``best``: from the middle qualities up (lambda >= 0.027, quality 71.4 and above with the
   shipped model) a gradient phase on y, z and s (continuous mode decision: s generates decoder
-  weights) in 60% of the budget; below that, 30 steps fine-tuning the analysis transform on the
-  image (at most half the budget; the stronger mode decision of Wang et al. 2022); then up to
-  four passes of the greedy search; the post-filter (used when the weights have a trained
+  weights) in 60% of the budget; below that, a quality mode decision (the image is also coded
+  at quality - 4, priced at the asked quality's lambda, and the cheaper one goes on; the header
+  carries the quality coded) and 30 steps fine-tuning the analysis transform on the image (at
+  most half the budget; the stronger mode decision of Wang et al. 2022); then up to four
+  passes of the greedy search; the post-filter (used when the weights have a trained
   post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
@@ -92,6 +94,10 @@ BALANCED = Preset(
 # quality 39.3 / 53.6 against -1.77% / -2.18% for the search alone (docs/ablations.md,
 # session 12). Session 13: the fine-tuning stops after half the budget at most (it took about
 # 50 s of the 107-119 s encodes there), and runs only below MID_LAMBDA, where it was measured.
+# Session 13, the session-13 model on an AVX-512 EPYC (bf16 proxies), the same crops, 120 s:
+# this preset -2.45% / -3.06% at quality 39.3 / 53.6 (53-62 s an encode); with the quality
+# mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24%, better on
+# all crops; 60 fine-tuning steps instead of 30 did not add (docs/ablations.md, session 13).
 MID_LAMBDA = 0.027
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
@@ -99,7 +105,7 @@ BEST = Preset(
     greedy=replace(_SEARCH, passes=4, time_share=0.4),
     postfilter=True, postfilter_choice=True,
     encoder_finetune=True, finetune_iters=30, finetune_lr=1e-4, finetune_share=0.5,
-    finetune_max_lambda=MID_LAMBDA,
+    finetune_max_lambda=MID_LAMBDA, quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA,
 )
 
 
@@ -157,8 +163,9 @@ PROFILES: dict[str, Profile] = {
                         "encoding",
                         BALANCED, time_budget=30.0),
     "best": Profile("best", "long per-image optimisation (from middle qualities up, gradient "
-                    "steps on latents and model stream, below them the analysis transform "
-                    "fine-tuned on the image; up to four greedy rounding passes; "
+                    "steps on latents and model stream, below them a quality decision and "
+                    "the analysis transform fine-tuned on the image; up to four greedy "
+                    "rounding passes; "
                     "post-filter; 120 s per 768x512 image): the best size/quality trade-off, "
                     "the slowest encoding",
                     BEST, time_budget=120.0),

@@ -112,8 +112,9 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         else:
             run.evaluate(lat0, "start", 0)
         run.stats.initial_cost = run.best.cost
-        if preset.quality_offsets and choose_quality and not run.out_of_time():
-            _choose_quality(run, x, preset.quality_offsets)
+        offsets = preset.offsets_at(lam)
+        if offsets and choose_quality and not run.out_of_time():
+            _choose_quality(run, x, offsets)
         if not run.out_of_time():
             if finetune:
                 _finetune_encoder(run, preset)

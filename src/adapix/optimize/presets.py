@@ -169,7 +169,7 @@ class Preset:
     also analysed and coded at each asked quality + offset (rounded to the header's 0.01 steps,
     within 0..100), every candidate priced at the *asked* quality's lambda, and the optimisation
     goes on at the quality of lowest true cost; the file header carries that quality, so any
-    decoder decodes it. A model trained at a few anchors is not exactly RD-optimal at its own
+    decoder decodes it. It runs for images asked below trade-off ``quality_max_lambda``. A model trained at a few anchors is not exactly RD-optimal at its own
     quality positions (session 12: coding at quality - 4 was 0.9% cheaper at lambda(39.3) on
     training crops, ``scripts/quality_offset_probe.py``).
     """
@@ -184,6 +184,7 @@ class Preset:
     finetune_share: float = 1.0
     finetune_max_lambda: float = math.inf
     quality_offsets: tuple[float, ...] = ()
+    quality_max_lambda: float = math.inf
 
     def __post_init__(self) -> None:
         if self.finetune_iters < 0 or not self.finetune_lr > 0:
@@ -198,6 +199,12 @@ class Preset:
                 for o in offs):
             raise ValueError("quality_offsets must be a tuple of non-zero finite quality offsets "
                              f"within +-100, got {offs!r}")
+        if not self.quality_max_lambda > 0:
+            raise ValueError(f"quality_max_lambda must be > 0, got {self.quality_max_lambda!r}")
+
+    def offsets_at(self, lam: float) -> tuple[float, ...]:
+        """The quality offsets tried for an image asked at trade-off ``lam`` (lambda)."""
+        return self.quality_offsets if lam < self.quality_max_lambda * (1 - 1e-9) else ()
 
     def finetunes_at(self, lam: float) -> bool:
         """Whether the analysis transform is fine-tuned for an image coded at ``lam``."""
