@@ -96,8 +96,8 @@ BALANCED = Preset(
 # 50 s of the 107-119 s encodes there), and runs only below MID_LAMBDA, where it was measured.
 # Session 13, the session-13 model on an AVX-512 EPYC (bf16 proxies), the same crops, 120 s:
 # this preset -2.45% / -3.06% at quality 39.3 / 53.6 (53-62 s an encode); with the quality
-# mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24%, better on
-# all crops; 60 fine-tuning steps instead of 30 did not add (docs/ablations.md, session 13).
+# mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24% (5 of the 6
+# crop points moved to quality - 4, better; 1 unchanged); 60 fine-tuning steps instead of 30 did not add (docs/ablations.md, session 13).
 MID_LAMBDA = 0.027
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
