@@ -89,11 +89,11 @@ def _warm_up_adam() -> None:
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
               clock=None, choose_postfilter=True, choose_quality=True) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
-    lam = float(model.lam(torch.tensor([float(t)])))
-    phases = preset.phases_at(lam)
-    finetune = preset.finetunes_at(lam)
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
     run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)  # the clock starts
+    lam = run.lam  # the asked quality's trade-off decides what runs
+    phases = preset.phases_at(lam)
+    finetune = preset.finetunes_at(lam)
     if phases or finetune:
         _warm_up_adam()  # inside the budget: a process's first encode pays it
     # The random relaxations (noise, SGA) draw from a fixed seed, so that an encode does not
