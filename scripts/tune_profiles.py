@@ -85,6 +85,12 @@ CONFIGS: dict[str, Preset] = {
     "old-best": Preset(phases=(Phase("lof", iters=250, lr=0.05, rate_mode="ste", lr_final=0.05,
                                      eval_every=25, precision="fp32"),), greedy=GREEDY),
     "greedy-only": Preset(greedy=GREEDY),
+    # balanced as it was in sessions 11-13 (the gradient phase from lambda 0.053 up, the search
+    # alone below), and session 14's first step (the phase from 0.027 up, the quality decision
+    # below, no fine-tuning); rows of session 14 renamed from `balanced` / `bal14-a`
+    "balanced-s11": replace(BALANCED, phases=(replace(BALANCED.phases[0], min_lambda=0.053),),
+                            encoder_finetune=False, quality_offsets=()),
+    "balanced-s14a": replace(BALANCED, encoder_finetune=False),
     # balanced as it was in session 3 (40 noise steps on y and s, then the fresh-map search)
     "balanced-s3": Preset(phases=(Phase("lof", iters=40, lr=0.08, rate_mode="noise",
                                         optimize=("y", "s"), lr_final=0.1, eval_every=40),),
@@ -119,7 +125,10 @@ def parse_config(name: str) -> Preset:
     the search's proxy synthesis; default auto); no phase before ``+greedy``: the search alone.
     A final ``+pf`` turns the decoder's post-filter on (for the search and the result), e.g.
     ``fast+pf``, ``balanced+pf``; before it, ``+qo{offset}[_{offset}...]`` adds a quality mode
-    decision (``Preset.quality_offsets``, e.g. ``+qo-4`` or ``+qo-4_-8``). Examples:
+    decision (``Preset.quality_offsets``, e.g. ``+qo-4`` or ``+qo-4_-8``); before that,
+    ``+ft{iters}[-lr{lr}][-l{max lambda}][-s{share}]`` fine-tunes g_a first in any preset (e.g.
+    ``balanced+ft10-lr0.0002-l0.053-s0.5+qo-4``), and ``+it{N}`` gives every gradient phase N
+    steps (evaluated at N/2 and N). Examples:
     ``noise40``, ``noise40-lr0.08-y``, ``noise160+greedy``, ``best+qo-4+pf``."""
     if name.endswith("+pf"):
         return replace(parse_config(name[:-len("+pf")]), postfilter=True)
@@ -130,6 +139,23 @@ def parse_config(name: str) -> Preset:
         except ValueError:
             raise ValueError(f"+qo takes quality offsets joined by '_', got {offs!r}") from None
         return replace(parse_config(name), quality_offsets=offsets)
+    if "+it" in name:  # e.g. best+it200: every gradient phase of a named preset runs N steps
+        name, n = name.rsplit("+it", 1)
+        base = parse_config(name)
+        phases = tuple(replace(ph, iters=int(n), eval_every=max(1, int(n) // 2))
+                       for ph in base.phases)
+        return replace(base, phases=phases)
+    if "+ft" in name:  # e.g. balanced+ft10-lr0.0002-l0.053-s0.5: a named preset fine-tunes g_a
+        name, ft = name.rsplit("+ft", 1)
+        head, *opts = ft.split("-")
+        kw = {"encoder_finetune": True, "finetune_iters": int(head)}
+        for o in opts:
+            key = {"lr": "finetune_lr", "l": "finetune_max_lambda", "s": "finetune_share"}.get(
+                o.rstrip("0123456789.e"))
+            if key is None:
+                raise ValueError(f"unknown +ft option {o!r} (-lr, -l, -s)")
+            kw[key] = float(o[len(o.rstrip("0123456789.e")):])
+        return replace(parse_config(name), **kw)
     if name in CONFIGS:
         return CONFIGS[name]
     greedy = GreedySearch()

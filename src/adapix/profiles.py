@@ -12,10 +12,11 @@ the decoder).
   half of latent overfitting, Campos et al. 2019; Yang et al. 2020), up to three passes over the
   MSP steps, finest scale first, three steps to a block, with the coding maps recomputed after
   every changed block, and
-  the post-filter (the search optimises the post-filtered reconstruction); at high qualities
-  (lambda >= 0.053, above quality 82 with the shipped model) gradient steps on y, z and s come
-  first (there they bought more than the search, below it less; docs/ablations.md); 30 s
-  default budget for a 768x512 image.
+  the post-filter (the search optimises the post-filtered reconstruction); from the middle
+  qualities up (lambda >= 0.027, quality 71.4 and above with the shipped model) gradient steps
+  on y, z and s come first; below that, the quality decision (quality - 4 also tried) and 10
+  steps fine-tuning the analysis transform (docs/ablations.md); 30 s default budget for a
+  768x512 image.
 * ``best``: from the middle qualities up (lambda >= 0.027, quality 71.4 and above with the
   shipped model) a gradient phase on y, z and s (continuous mode decision: s generates decoder
   weights) in 60% of the budget; below that, a quality mode decision (the image is also coded
@@ -65,8 +66,8 @@ FAST = Preset()
 # scale (0.0002 ... 0.16, from session 10) that lambda is quality 82.03.
 _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, verify_every=8,
                        fresh_maps=True, curvature=True, passes=2)
-# balanced's gradient phase runs from this lambda up (0.027 * (0.067 / 0.027) ** 0.75)
-HIGH_LAMBDA = 0.053
+# Sessions 6-13: balanced's gradient phase ran from lambda 0.053 up (quality 82 with the shipped
+# model); session 14 moved it down to MID_LAMBDA.
 
 # Session 7: the MSP steps finest first (order="reverse") under the 30 s budget, which covers
 # about 8 of the 14 steps of a 768x512 image: the finest scale holds 3/4 of the elements, and its
@@ -76,12 +77,22 @@ HIGH_LAMBDA = 0.053
 # 3 steps searched as one block (merge=3), up to 3 passes: on the same crops, -1.88% / -1.76% /
 # -2.76% at quality 15 / 35 / 65 against -1.88% / -1.65% / -2.02% one step at a time; at 95, 20%
 # of the budget left to the search after the gradient phase gave -6.43% against -6.02% with 10%.
+#
+# Session 14, the session-13 model on an AVX-512 EPYC (3 training crops, 30 s): below quality 82
+# balanced's search ended after 15-18 s of its 30. Spending the rest, as best does with 120 s:
+# the gradient phase from MID_LAMBDA (quality 71.4) up, and below it the quality decision and 10
+# fine-tuning steps of g_a (lr 2e-4, at most half the budget): -4.72% BD-rate against fast where
+# the session-11 preset gave -4.07% (RD cost -2.10 / -2.25 / -2.99 / -7.85% at quality 39.3 /
+# 53.6 / 75 / 96.4 against -1.14 / -1.47 / -2.68 / -7.89%); docs/ablations.md, session 14.
+MID_LAMBDA = 0.027
 BALANCED = Preset(
     phases=(Phase("lof", iters=60, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
-                  lr_final=0.1, eval_every=30, min_lambda=HIGH_LAMBDA),),
+                  lr_final=0.1, eval_every=30, min_lambda=MID_LAMBDA),),
     # after the gradient phase, the search gets 20% of the budget
     greedy=replace(_SEARCH, order="reverse", chunks=5, merge=3, passes=3, time_share=0.2),
     postfilter=True, postfilter_choice=True,
+    encoder_finetune=True, finetune_iters=10, finetune_lr=2e-4, finetune_share=0.5,
+    finetune_max_lambda=MID_LAMBDA, quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA,
 )
 
 # Session 11: with 120 s the search alone runs out of candidates below the top (it stopped after
@@ -98,7 +109,6 @@ BALANCED = Preset(
 # this preset -2.45% / -3.06% at quality 39.3 / 53.6 (53-62 s an encode); with the quality
 # mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24% (5 of the 6
 # crop points moved to quality - 4, better; 1 unchanged); 60 fine-tuning steps instead of 30 did not add (docs/ablations.md, session 13).
-MID_LAMBDA = 0.027
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                   lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA),),
@@ -158,9 +168,10 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "fast": Profile("fast", "no online optimisation: encoding is about as fast as decoding", FAST),
     "balanced": Profile("balanced", "per-image greedy search over the latents' rounding "
-                        "decisions (after gradient steps at high qualities), post-filter (30 s "
-                        "per 768x512 image): a better size/quality trade-off, much slower "
-                        "encoding",
+                        "decisions (after gradient steps from middle qualities up, below them "
+                        "a quality decision and a short fine-tuning of the analysis "
+                        "transform), post-filter (30 s per 768x512 image): a better "
+                        "size/quality trade-off, much slower encoding",
                         BALANCED, time_budget=30.0),
     "best": Profile("best", "long per-image optimisation (from middle qualities up, gradient "
                     "steps on latents and model stream, below them a quality decision and "
