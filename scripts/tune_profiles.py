@@ -370,6 +370,12 @@ def bench_iteration(model, repeats: int = 7, quality: float = 60.0) -> str:
     return "\n".join(lines)
 
 
+def _print_row(row: dict, note: str = "") -> None:
+    print(f"{row['config']:>18} {row['image'][:24]:>24} q{row['quality']:>4.0f}: "
+          f"{row['bpp']:.4f} bpp {row['psnr']:.3f} dB cost {row['cost']:.5f} "
+          f"{row['seconds']:.1f} s it {row.get('iterations', 0)}{note}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="fast,balanced,best")
@@ -428,7 +434,10 @@ def main(argv=None) -> int:
         for im in images:
             x = None
             for q in qualities:
-                if (name, im, q) in done:
+                if (name, im, q) in done:  # reprinted (its time, iterations) from the file
+                    row = next(r for r in rows if r["tag"] == tag
+                               and (r["config"], r["image"], r["quality"]) == (name, im, q))
+                    _print_row(row, " (cached)")
                     continue
                 x = crop(im, width, height) if x is None else x
                 row = run_one(model, x, q, preset, budget)
@@ -436,9 +445,7 @@ def main(argv=None) -> int:
                 rows.append(row)
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"{name:>18} {im[:24]:>24} q{q:>4.0f}: {row['bpp']:.4f} bpp "
-                      f"{row['psnr']:.3f} dB cost {row['cost']:.5f} {row['seconds']:.1f} s "
-                      f"it {row.get('iterations', 0)}", flush=True)
+                _print_row(row)
     sel = [r for r in rows if r["tag"] == tag]
     print(f"\n{tag}; {len(images)} images x qualities {qualities}\n")
     print(summarise(sel, configs, images, qualities))
