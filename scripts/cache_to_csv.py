@@ -1,7 +1,7 @@
 """Writes an `adapix eval` per-image CSV from eval cache files (``<out>/cache/<codec>.jsonl``).
 
-For a run that has not finished: `adapix eval` writes ``per_image.csv`` only at its end, while
-its cache holds every point measured so far. The CSV feeds ``scripts/rd_cost_per_quality.py``:
+For a run that has not finished: `adapix eval` writes ``per_image.csv`` only at its end,
+while its cache holds every point measured so far. The CSV feeds ``scripts/rd_cost_per_quality.py``:
 
     python scripts/cache_to_csv.py /tmp/partial.csv docs/results/profiles_s14_kodak24_fast_cache.jsonl \
         docs/results/profiles_s14_kodak24_best_cache.jsonl

@@ -150,11 +150,13 @@ def parse_config(name: str) -> Preset:
         head, *opts = ft.split("-")
         kw = {"encoder_finetune": True, "finetune_iters": int(head)}
         for o in opts:
-            key = {"lr": "finetune_lr", "l": "finetune_max_lambda", "s": "finetune_share"}.get(
-                o.rstrip("0123456789.e"))
-            if key is None:
+            for prefix, key in (("lr", "finetune_lr"), ("l", "finetune_max_lambda"),
+                                ("s", "finetune_share")):
+                if o.startswith(prefix):
+                    kw[key] = float(o[len(prefix):])
+                    break
+            else:
                 raise ValueError(f"unknown +ft option {o!r} (-lr, -l, -s)")
-            kw[key] = float(o[len(o.rstrip("0123456789.e")):])
         return replace(parse_config(name), **kw)
     if name in CONFIGS:
         return CONFIGS[name]

@@ -85,14 +85,17 @@ _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, veri
 # the session-11 preset gave -4.07% (RD cost -2.10 / -2.25 / -2.99 / -7.85% at quality 39.3 /
 # 53.6 / 75 / 96.4 against -1.14 / -1.47 / -2.68 / -7.89%); docs/ablations.md, session 14.
 MID_LAMBDA = 0.027
+# What both optimising profiles do below MID_LAMBDA, before the search: the quality decision
+# (quality - 4 also tried), then fine-tuning g_a (the steps and lr are each profile's own)
+_BELOW_MID = dict(encoder_finetune=True, finetune_share=0.5, finetune_max_lambda=MID_LAMBDA,
+                  quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA)
 BALANCED = Preset(
     phases=(Phase("lof", iters=60, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                   lr_final=0.1, eval_every=30, min_lambda=MID_LAMBDA),),
     # after the gradient phase, the search gets 20% of the budget
     greedy=replace(_SEARCH, order="reverse", chunks=5, merge=3, passes=3, time_share=0.2),
     postfilter=True, postfilter_choice=True,
-    encoder_finetune=True, finetune_iters=10, finetune_lr=2e-4, finetune_share=0.5,
-    finetune_max_lambda=MID_LAMBDA, quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA,
+    finetune_iters=10, finetune_lr=2e-4, **_BELOW_MID,
 )
 
 # Session 11: with 120 s the search alone runs out of candidates below the top (it stopped after
@@ -108,14 +111,14 @@ BALANCED = Preset(
 # Session 13, the session-13 model on an AVX-512 EPYC (bf16 proxies), the same crops, 120 s:
 # this preset -2.45% / -3.06% at quality 39.3 / 53.6 (53-62 s an encode); with the quality
 # mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24% (5 of the 6
-# crop points moved to quality - 4, better; 1 unchanged); 60 fine-tuning steps instead of 30 did not add (docs/ablations.md, session 13).
+# crop points moved to quality - 4, better; 1 unchanged); 60 fine-tuning steps instead of 30
+# did not add (docs/ablations.md, session 13).
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                   lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA),),
     greedy=replace(_SEARCH, passes=4, time_share=0.4),
     postfilter=True, postfilter_choice=True,
-    encoder_finetune=True, finetune_iters=30, finetune_lr=1e-4, finetune_share=0.5,
-    finetune_max_lambda=MID_LAMBDA, quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA,
+    finetune_iters=30, finetune_lr=1e-4, **_BELOW_MID,
 )
 
 

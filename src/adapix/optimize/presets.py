@@ -169,8 +169,8 @@ class Preset:
     also analysed and coded at each asked quality + offset (rounded to the header's 0.01 steps,
     within 0..100), every candidate priced at the *asked* quality's lambda, and the optimisation
     goes on at the quality of lowest true cost; the file header carries that quality, so any
-    decoder decodes it. It runs for images asked below trade-off ``quality_max_lambda``. A model trained at a few anchors is not exactly RD-optimal at its own
-    quality positions (session 12: coding at quality - 4 was 0.9% cheaper at lambda(39.3) on
+    decoder decodes it. It runs for images asked below trade-off ``quality_max_lambda``. A
+    model trained at a few anchors is not exactly RD-optimal at its own quality positions (session 12: coding at quality - 4 was 0.9% cheaper at lambda(39.3) on
     training crops, ``scripts/quality_offset_probe.py``).
     """
 
