@@ -46,7 +46,7 @@ from adapix.model import lambda_at, position_to_quality, quality_to_position
 from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
                              rd_cost_of)
 from adapix.optimize.presets import RATE_MODES
-from adapix.profiles import BALANCED, BEST, PROFILES
+from adapix.profiles import BALANCED, BEST, MID_LAMBDA, PROFILES
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "sun_hays80"
 # landscape photos of varied content (architecture, water, foliage, street, mountains, a shop)
@@ -73,6 +73,10 @@ def six_anchor_lambda(quality: float) -> float:
 
 
 GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_evals=48)
+# best as it was in sessions 13-14 (30 fine-tuning steps of g_a alone, lr 1e-4, at most half the
+# budget, evaluated at the end)
+BEST_S14 = replace(BEST, finetune_iters=30, finetune_lr=1e-4, finetune_lr_final=1.0,
+                   finetune_eval_every=0, finetune_share=0.5, finetune_modules=("g_a",))
 
 # Named configurations; any other name is parsed by :func:`parse_config`.
 CONFIGS: dict[str, Preset] = {
@@ -105,6 +109,24 @@ CONFIGS: dict[str, Preset] = {
                                            verify_every=8, fresh_maps=True, curvature=True,
                                            passes=4),
                        postfilter=True, postfilter_choice=True),
+    # session 15, candidates for best below MID_LAMBDA (where the search alone ran out of work
+    # after 44-67 s of 120 on the Kodak images), from best as it was in sessions 13-14: the noise
+    # phase at every lambda (after the fine-tuning); an SGA phase below
+    # MID_LAMBDA only; h_a and the model stream's encoder fine-tuned with g_a; with them, 60
+    # fine-tuning steps in up to 60% of the budget, the lr cosine-annealed to a tenth, the true
+    # cost measured every 20 steps (the best state kept): best since session 15
+    "best-s14": BEST_S14,
+    "best-ph0": replace(BEST_S14, phases=(replace(BEST.phases[0], min_lambda=0.0),)),
+    "best-sga-low": replace(BEST_S14, phases=BEST.phases + (
+        Phase("sga", iters=100, lr=0.1, rate_mode="sga", optimize=("y", "z", "s"),
+              lr_final=0.1, eval_every=50, max_lambda=MID_LAMBDA),)),
+    "best-fth": replace(BEST_S14, finetune_modules=("g_a", "h_a", "syntax")),
+    "best-fth-ft60e": replace(BEST_S14, finetune_modules=("g_a", "h_a", "syntax"),
+                              finetune_iters=60, finetune_lr_final=0.1, finetune_eval_every=20,
+                              finetune_share=0.6),
+    "best-fth-ft60e-lr2": replace(BEST_S14, finetune_modules=("g_a", "h_a", "syntax"),
+                                  finetune_iters=60, finetune_lr=2e-4, finetune_lr_final=0.1,
+                                  finetune_eval_every=20, finetune_share=0.6),
 }
 
 

@@ -4,6 +4,7 @@ the time budget; the greedy rounding search and the quality bisection (encode_to
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,6 +125,9 @@ def test_a_phase_runs_only_from_its_min_lambda(model, image):
     both = Preset(phases=(phase,), greedy=GreedySearch(enabled=True, max_evals=2))
     out = optimize_latents_ex(model, xp, hw, T, both, time_budget=60.0)
     assert out.stats.iterations == 0 and out.stats.greedy_tried > 0
+    below = Phase("p", iters=4, lr=0.05, eval_every=4, max_lambda=0.0172)  # up to lambda 0.0172
+    assert not below.runs_at(0.0173) and below.runs_at(0.0171)
+    assert optimize_latents_ex(model, xp, hw, T, Preset(phases=(below,))).stats.iterations == 0
 
 
 def test_runs_under_no_grad_and_inference_mode(model, image):
@@ -208,6 +212,45 @@ def test_greedy_after_phases_and_encoder_finetune(model, image):
     assert all(p.requires_grad for p in g_a_params)
 
 
+def test_encoder_finetune_measures_the_true_cost_on_the_way(model, image):
+    """finetune_eval_every: intermediate evaluations (the best state kept, so never worse than
+    the start); finetune_lr_final anneals the lr, which changes the steps after the first."""
+    xp, hw = image
+    preset = Preset(encoder_finetune=True, finetune_iters=5, finetune_lr=1e-2,
+                    finetune_eval_every=2)
+    out = optimize_latents_ex(model, xp, hw, T, preset)
+    assert [it for stage, it, _ in out.stats.history if stage == "finetune"] == [2, 4, 5]
+    assert out.stats.final_cost == min(c for _, _, c in out.stats.history)
+    annealed = optimize_latents_ex(model, xp, hw, T, replace(preset, finetune_lr_final=0.01))
+    costs = [[c for stage, _, c in o.stats.history if stage == "finetune"]
+             for o in (out, annealed)]
+    assert costs[0][0] != costs[1][0]  # the lr of the second step was already lower
+    with pytest.raises(ValueError):
+        Preset(finetune_lr_final=0.0)
+    with pytest.raises(ValueError):
+        Preset(finetune_eval_every=-1)
+
+
+def test_encoder_finetune_of_h_a_and_syntax_moves_z_and_s(model, image):
+    """finetune_modules: h_a and the model stream's encoder are fine-tuned too (copies; the
+    model's own modules are untouched), and the result still never loses to the start."""
+    xp, hw = image
+    before = {n: [p.detach().clone() for p in getattr(model, n).parameters()]
+              for n in ("g_a", "h_a", "syntax")}
+    outs = {}
+    for mods in (("g_a",), ("g_a", "h_a", "syntax")):
+        preset = Preset(encoder_finetune=True, finetune_iters=3, finetune_lr=1e-2,
+                        finetune_modules=mods)
+        outs[mods] = optimize_latents_ex(model, xp, hw, T, preset)
+        assert outs[mods].stats.final_cost <= outs[mods].stats.initial_cost
+    ft_cost = {m: [c for stage, _, c in o.stats.history if stage == "finetune"]
+               for m, o in outs.items()}
+    assert all(len(c) == 1 for c in ft_cost.values())  # 3 steps, then one true-cost evaluation
+    assert ft_cost[("g_a",)] != ft_cost[("g_a", "h_a", "syntax")]  # z and s came out otherwise
+    for n, ps in before.items():
+        assert all(torch.equal(p, q) for p, q in zip(ps, getattr(model, n).parameters()))
+
+
 def test_progress_callback(model, image):
     xp, hw = image
     calls = []
@@ -251,6 +294,8 @@ def test_phase_validation():
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError):
             Phase("p", 10, 0.01, min_lambda=bad)
+    with pytest.raises(ValueError):
+        Phase("p", 10, 0.01, min_lambda=0.02, max_lambda=0.02)
     for bad in ({"precision": "fp16"}, {"fraction": 0.0}, {"threshold": 0.7}, {"chunks": 0},
                 {"passes": 0}, {"verify_every": 0}, {"max_evals": 0}, {"time_share": 1.5},
                 {"order": "random"}, {"merge": 0}):
@@ -263,7 +308,9 @@ def test_phase_validation():
     assert p.tau_at_progress(0.5) == pytest.approx(p.tau_at(5))
     assert not Preset().optimizes and Preset(greedy=GreedySearch(True)).optimizes
     for bad in ({"finetune_iters": -1}, {"finetune_lr": 0.0}, {"finetune_share": 0.0},
-                {"finetune_share": 1.5}, {"finetune_max_lambda": 0.0}):
+                {"finetune_share": 1.5}, {"finetune_max_lambda": 0.0},
+                {"finetune_modules": ("h_a",)}, {"finetune_modules": ("g_a", "g_s")},
+                {"finetune_modules": ["g_a"]}):
         with pytest.raises(ValueError):
             Preset(encoder_finetune=True, **bad)
     ft = Preset(encoder_finetune=True, finetune_max_lambda=0.02)

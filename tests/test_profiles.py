@@ -50,10 +50,31 @@ def test_profiles_exist_and_are_data():
         assert preset.phases_at(0.16)
         # below 0.027 the quality decision and fine-tuning the analysis transform instead
         assert preset.finetunes_at(0.026) and not preset.finetunes_at(0.028)
-        assert 0 < preset.finetune_share <= 0.5
+        assert 0 < preset.finetune_share <= 0.6  # the search keeps the rest of the budget
         assert preset.offsets_at(0.026) and preset.offsets_at(0.028) == ()
     assert best.greedy.time_share > bal.greedy.time_share  # best's search has time to spare
     assert best.finetune_iters > bal.finetune_iters
+    # best fine-tunes the whole encoder side, measuring the true cost on the way (session 15)
+    assert set(best.finetune_modules) == {"g_a", "h_a", "syntax"} and best.finetune_eval_every
+
+
+def test_profile_at_a_lambda_keeps_only_what_runs_there():
+    """Profile.at: the settings that act at one lambda (what the eval cache keys rows on)."""
+    from dataclasses import replace
+
+    best = PROFILES["best"]
+    high, low = best.at(0.1), best.at(0.005)
+    assert high.time_budget == best.time_budget and high.preset.greedy == best.preset.greedy
+    assert high.preset.phases and all(p.min_lambda == 0 for p in high.preset.phases)
+    assert not high.preset.encoder_finetune and high.preset.quality_offsets == ()
+    assert high.preset.finetune_iters == Preset().finetune_iters  # what does not run: default
+    assert low.preset.phases == () and low.preset.quality_offsets == (-4.0,)
+    assert low.preset.encoder_finetune and low.preset.finetune_iters == best.preset.finetune_iters
+    assert math.isinf(low.preset.finetune_max_lambda)
+    # a change to what runs below the threshold leaves the profile above it as it was
+    other = replace(best, preset=replace(best.preset, finetune_iters=99))
+    assert other.at(0.1) == high and other.at(0.005) != low
+    assert PROFILES["fast"].at(0.005) == PROFILES["fast"]
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):

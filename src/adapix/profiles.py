@@ -21,8 +21,9 @@ the decoder).
   shipped model) a gradient phase on y, z and s (continuous mode decision: s generates decoder
   weights) in 60% of the budget; below that, a quality mode decision (the image is also coded
   at quality - 4, priced at the asked quality's lambda, and the cheaper one goes on; the header
-  carries the quality coded) and 30 steps fine-tuning the analysis transform on the image (at
-  most half the budget; the stronger mode decision of Wang et al. 2022); then up to four
+  carries the quality coded) and 60 steps fine-tuning the encoder (analysis, hyper-analysis
+  and model-stream transforms) on the image (at most 60% of the budget; the stronger mode
+  decision of Wang et al. 2022); then up to four
   passes of the greedy search; the post-filter (used when the weights have a trained
   post-filter); 120 s default budget for a 768x512 image.
 
@@ -86,8 +87,9 @@ _SEARCH = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=3, veri
 # 53.6 / 75 / 96.4 against -1.14 / -1.47 / -2.68 / -7.89%); docs/ablations.md, session 14.
 MID_LAMBDA = 0.027
 # What both optimising profiles do below MID_LAMBDA, before the search: the quality decision
-# (quality - 4 also tried), then fine-tuning g_a (the steps and lr are each profile's own)
-_BELOW_MID = dict(encoder_finetune=True, finetune_share=0.5, finetune_max_lambda=MID_LAMBDA,
+# (quality - 4 also tried), then fine-tuning g_a (the steps, lr and share of the budget are each
+# profile's own)
+_BELOW_MID = dict(encoder_finetune=True, finetune_max_lambda=MID_LAMBDA,
                   quality_offsets=(-4.0,), quality_max_lambda=MID_LAMBDA)
 BALANCED = Preset(
     phases=(Phase("lof", iters=60, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
@@ -95,7 +97,7 @@ BALANCED = Preset(
     # after the gradient phase, the search gets 20% of the budget
     greedy=replace(_SEARCH, order="reverse", chunks=5, merge=3, passes=3, time_share=0.2),
     postfilter=True, postfilter_choice=True,
-    finetune_iters=10, finetune_lr=2e-4, **_BELOW_MID,
+    finetune_iters=10, finetune_lr=2e-4, finetune_share=0.5, **_BELOW_MID,
 )
 
 # Session 11: with 120 s the search alone runs out of candidates below the top (it stopped after
@@ -113,12 +115,20 @@ BALANCED = Preset(
 # mode decision (quality - 4 also tried, Preset.quality_offsets) -2.69% / -3.24% (5 of the 6
 # crop points moved to quality - 4, better; 1 unchanged); 60 fine-tuning steps instead of 30
 # did not add (docs/ablations.md, session 13).
+# Session 15, the same model and CPU: on the 24 Kodak images that preset ended after 44-67 s
+# below MID_LAMBDA. Latent phases there (noise or SGA, after the fine-tuning) never beat their
+# start; fine-tuning h_a and the model stream's encoder with g_a added 0.3 / 0.16 points at
+# quality 39.3 / 53.6, and 60 such steps (up to 60% of the budget, lr annealed to a tenth, the
+# true cost every 20 steps) another 0.35 / 0.2: -3.37% / -3.59% against -2.69% / -3.24% on the
+# crops (docs/ablations.md, session 15). Above MID_LAMBDA unchanged (fine-tuning before the
+# noise phase there did not pay).
 BEST = Preset(
     phases=(Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                   lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA),),
     greedy=replace(_SEARCH, passes=4, time_share=0.4),
     postfilter=True, postfilter_choice=True,
-    finetune_iters=30, finetune_lr=1e-4, **_BELOW_MID,
+    finetune_iters=60, finetune_lr=1e-4, finetune_lr_final=0.1, finetune_eval_every=20,
+    finetune_share=0.6, finetune_modules=("g_a", "h_a", "syntax"), **_BELOW_MID,
 )
 
 
@@ -141,6 +151,10 @@ class Profile:
         if self.time_budget is None:
             return None
         return self.time_budget * max(1.0, int(hw[0]) * int(hw[1]) / REFERENCE_PIXELS)
+
+    def at(self, lam: float) -> Profile:
+        """The profile as it runs for an image asked at trade-off ``lam`` (:meth:`Preset.at`)."""
+        return replace(self, preset=self.preset.at(lam))
 
     @property
     def postfilter(self) -> bool:
@@ -178,7 +192,7 @@ PROFILES: dict[str, Profile] = {
                         BALANCED, time_budget=30.0),
     "best": Profile("best", "long per-image optimisation (from middle qualities up, gradient "
                     "steps on latents and model stream, below them a quality decision and "
-                    "the analysis transform fine-tuned on the image; up to four greedy "
+                    "the encoder's transforms fine-tuned on the image; up to four greedy "
                     "rounding passes; "
                     "post-filter; 120 s per 768x512 image): the best size/quality trade-off, "
                     "the slowest encoding",

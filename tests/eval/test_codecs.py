@@ -199,3 +199,24 @@ def test_adapix_fingerprint_follows_the_profile_settings(monkeypatch):
     monkeypatch.setitem(profiles.PROFILES, "balanced", changed)
     assert C.AdapixCodec("balanced")._profile_digest() != before
     assert C.AdapixCodec(None)._profile_digest().startswith("profile fast ")
+
+
+def test_adapix_profile_digest_is_per_quality(monkeypatch):
+    """A change to what a profile does below some lambda re-measures only the qualities below
+    it (the shipped model: lambda 0.027 is quality 71.4); defaults are not hashed."""
+    from dataclasses import replace
+
+    import adapix.profiles as profiles
+    from adapix.eval.codecs.adapix_codec import settings
+    from adapix.optimize import Preset
+
+    assert settings(Preset()) == {"type": "Preset"}
+    codec = C.AdapixCodec("best")
+    low, high = codec.fingerprint(39.285714), codec.fingerprint(96.428571)
+    assert low != high and "profile best " in low
+    best = profiles.PROFILES["best"]
+    changed = replace(best, preset=replace(best.preset, finetune_iters=best.preset.finetune_iters + 1))
+    monkeypatch.setitem(profiles.PROFILES, "best", changed)
+    assert codec.fingerprint(39.285714) != low
+    assert codec.fingerprint(96.428571) == high
+    assert C.AdapixCodec("best")._profile_digest() != C.AdapixCodec("best")._profile_digest(50)

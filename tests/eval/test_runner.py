@@ -34,8 +34,8 @@ class TwoParams(C.Codec):
     def decode(self, data):
         return self.inner.decode(data)
 
-    def fingerprint(self):
-        return self.inner.fingerprint() + f"|{self._params}"
+    def fingerprint(self, param=None):
+        return self.inner.fingerprint(param) + f"|{self._params}"
 
 
 class Unavailable(C.Codec):

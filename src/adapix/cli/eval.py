@@ -22,7 +22,9 @@ measure bpp (from the real file bytes), RGB PSNR, MS-SSIM and encode/decode time
   rd_psnr.png      PSNR vs bpp (measured solid, reference curves dashed, 0-2 bpp)
   rd_msssim.png    MS-SSIM (dB) vs bpp
   bdrate.md        BD-rate / BD-PSNR of every curve against the anchor
-  cache/*.jsonl    per-image results; a rerun only computes what is missing (resumable)
+  cache/*.jsonl    per-image results; a rerun only computes what is missing (resumable), or
+                   what a change of the codec (weights, library, Adapix profile settings as they
+                   apply at that quality) made out of date
 
 Codecs whose library is missing are skipped with the reason; a failing codec does not stop others."""
 

@@ -8,8 +8,9 @@ codec (timed), measures RGB PSNR and MS-SSIM, and writes to ``out_dir``:
 * ``rd_psnr.png``, ``rd_msssim.png``: RD plots with the measured curves and the reference curves,
 * ``bdrate.md``: BD-rates of every measured and reference curve against the anchor,
 * ``cache/<codec>.jsonl``: one line per measured (codec, parameter, image). A later run reuses every
-  line whose parameter, image name, image content hash and codec fingerprint match, so an
-  interrupted sweep resumes where it stopped and adding images or codecs only computes what is new.
+  line whose parameter, image name, image content hash and codec fingerprint (at that parameter)
+  match, so an interrupted sweep resumes where it stopped and adding images or codecs only
+  computes what is new.
 
 Codecs that are unavailable here are skipped with a one-line reason; errors of one codec (e.g. a
 crashing encoder) are recorded and do not stop the others. A codec that fails on its first three
@@ -144,7 +145,7 @@ def measure(codec: Codec, rgb: np.ndarray, param: Any, image: str = "") -> Measu
         width=w,
         height=h,
         nbytes=len(data),
-        fingerprint=codec.fingerprint(),
+        fingerprint=codec.fingerprint(param),
     )
 
 
@@ -298,7 +299,7 @@ def run_eval(
             continue
         try:
             params = list(codec.params())
-            fp = codec.fingerprint()
+            fps = {param_key(p): codec.fingerprint(p) for p in params}
         except Exception as exc:  # noqa: BLE001
             report.errors.setdefault(codec.name, []).append(f"{type(exc).__name__}: {exc}")
             log(f"error {codec.name}: {type(exc).__name__}: {exc}")
@@ -310,7 +311,8 @@ def run_eval(
                 m = Measurement.from_dict(rec)
             except (TypeError, ValueError):
                 continue
-            if m.codec != codec.name or m.fingerprint != fp or shas.get(m.image) != m.image_sha:
+            if (m.codec != codec.name or m.fingerprint != fps.get(param_key(m.param))
+                    or shas.get(m.image) != m.image_sha):
                 continue
             cached[(param_key(m.param), m.image)] = m
         have[codec.name] = cached

@@ -3,41 +3,54 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
 from ..model import Latents
-from .presets import LATENT_NAMES, Phase, Preset
+from .presets import FINETUNE_MODULES, LATENT_NAMES, Phase, Preset
 from .proxy import _factorized_bits, proxy_loss
 from .run import _Run
 
 
 def _finetune_encoder(run: _Run, preset: Preset) -> None:
-    """Fine-tunes a copy of g_a on the image (decoder untouched), then evaluates its latents.
+    """Fine-tunes copies of ``preset.finetune_modules`` (g_a, and optionally h_a and the model
+    stream's encoder) on the image (decoder untouched), then evaluates their latents.
 
     Adam at the constant ``preset.finetune_lr`` on the proxy loss (noise for the rate); under a
     time budget the steps stop when the next one and the closing true-cost evaluation would end
     after ``preset.finetune_share`` of the budget (the first step always runs)."""
     model, tt = run.model, torch.tensor([run.t])
-    g_a = copy.deepcopy(model.g_a)
-    for p in g_a.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(g_a.parameters(), lr=preset.finetune_lr)
+    # copies of the encoder-side modules that move (the others are the model's, frozen)
+    mods = {n: getattr(model, n) for n in FINETUNE_MODULES}
+    for n in preset.finetune_modules:
+        mods[n] = copy.deepcopy(mods[n])
+        for p in mods[n].parameters():
+            p.requires_grad_(True)
+    opt = torch.optim.Adam([p for n in preset.finetune_modules for p in mods[n].parameters()],
+                           lr=preset.finetune_lr)
     gain = model._interp(model.log_gain, tt)
     end = None if run.budget is None else run.budget * preset.finetune_share
 
     def latents() -> Latents:
-        y = g_a(run.x) * gain.to(run.x.dtype)
-        return Latents(y=y, z=model.h_a(y), s=model.syntax(y))
+        y = mods["g_a"](run.x) * gain.to(run.x.dtype)
+        return Latents(y=y, z=mods["h_a"](y), s=mods["syntax"](y))
 
-    done, step_seconds = 0, 0.0
-    for i in range(preset.finetune_iters):
+    n, every = preset.finetune_iters, preset.finetune_eval_every
+    done = evaluated = 0
+    step_seconds = 0.0
+    for i in range(n):
         if run.out_of_time(reserve=run.eval_seconds):
             break
         if end is not None and done and run.elapsed() + step_seconds + run.eval_seconds > end:
             run.stats.stopped_by_budget = True
             break
         t1 = run.clock()
+        if preset.finetune_lr_final != 1.0:  # cosine annealing over the steps
+            c = 0.5 * (1 + math.cos(math.pi * (i / (n - 1) if n > 1 else 1.0)))
+            for g in opt.param_groups:
+                g["lr"] = preset.finetune_lr * (preset.finetune_lr_final
+                                                + (1 - preset.finetune_lr_final) * c)
         loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise",
                                 synthesis=run.synthesis("auto"), lam=run.lam)
         opt.zero_grad(set_to_none=True)
@@ -45,8 +58,12 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
         opt.step()
         step_seconds = run.clock() - t1
         done = i + 1
+        if every and done % every == 0 and done < n:  # an intermediate true-cost evaluation
+            with torch.no_grad():
+                run.evaluate(latents(), "finetune", done)
+            evaluated = done
     run.stats.finetune_iters = done
-    if done:
+    if done and evaluated != done:
         with torch.no_grad():
             run.evaluate(latents(), "finetune", done)
 

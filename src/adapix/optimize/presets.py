@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 RATE_MODES = ("ste", "noise", "sga")
 PRECISIONS = ("auto", "bf16", "fp32", "fp32cl")  # of the proxy synthesis, see ProxySynthesis
 RANDOM_SEED = 0  # seed of the random relaxations (noise, SGA) during one optimisation
 LATENT_NAMES = ("y", "z", "s")
+FINETUNE_MODULES = ("g_a", "h_a", "syntax")  # the encoder-side modules (AdapixModel attributes)
 SEARCH_ORDERS = ("msp", "reverse")  # of the MSP steps in a greedy pass
 
 
@@ -34,7 +35,7 @@ class Phase:
       threshold means the same for any model's quality scale); below it the phase is skipped
       and its share of a time budget goes to what follows (the greedy search). Gradient steps
       on the latents paid at high qualities only, where the search gained less
-      (docs/ablations.md, session 6).
+      (docs/ablations.md, session 6). ``max_lambda``: likewise, only below that lambda.
 
     The schedules (learning rate, SGA temperature) run on the phase's *progress* p in [0, 1]:
     i / (iters - 1), or, under a time budget, the fraction of the phase's share of the time
@@ -51,10 +52,13 @@ class Phase:
     eval_every: int = 25
     precision: str = "auto"
     min_lambda: float = 0.0
+    max_lambda: float = math.inf
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.min_lambda and math.isfinite(self.min_lambda)):
             raise ValueError(f"min_lambda must be a finite number >= 0, got {self.min_lambda!r}")
+        if not self.max_lambda > self.min_lambda:
+            raise ValueError(f"max_lambda must be > min_lambda, got {self.max_lambda!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.rate_mode not in RATE_MODES:
@@ -68,7 +72,7 @@ class Phase:
 
     def runs_at(self, lam: float) -> bool:
         """Whether the phase runs for an image coded at trade-off ``lam`` (lambda)."""
-        return lam >= self.min_lambda * (1 - 1e-9)
+        return self.min_lambda * (1 - 1e-9) <= lam < self.max_lambda * (1 - 1e-9)
 
     def progress(self, i: int) -> float:
         """Progress in [0, 1] of iteration i by the iteration count alone."""
@@ -158,8 +162,11 @@ class Preset:
     trained post-filter). ``postfilter_choice``: when the post-filter is enabled, the starting
     latents are also coded with it off, and the optimisation runs with whichever flag gives the
     lower true cost (the file header carries the flag), so an image the filter does not suit is
-    never worse than ``fast``. ``encoder_finetune`` fine-tunes a copy of ``g_a`` on the image for
-    ``finetune_iters`` Adam steps (constant lr ``finetune_lr``) before the latent phases: the
+    never worse than ``fast``. ``encoder_finetune`` fine-tunes a copy of ``g_a`` (and of the
+    other ``finetune_modules``: ``h_a``, ``syntax``) on the image for
+    ``finetune_iters`` Adam steps (lr ``finetune_lr``, cosine-annealed to ``finetune_lr *
+    finetune_lr_final``; the true cost measured every ``finetune_eval_every`` steps, 0 = at the
+    end only, the best state kept) before the latent phases: the
     stronger form of online mode decision (Wang et al., CVPR 2022), which changes only what the
     encoder sends. It runs for images coded below trade-off ``finetune_max_lambda`` (lambda;
     :meth:`finetunes_at`) and, under a time budget, stops after ``finetune_share`` of the budget
@@ -183,6 +190,9 @@ class Preset:
     finetune_lr: float = 1e-4
     finetune_share: float = 1.0
     finetune_max_lambda: float = math.inf
+    finetune_modules: tuple[str, ...] = ("g_a",)
+    finetune_lr_final: float = 1.0
+    finetune_eval_every: int = 0
     quality_offsets: tuple[float, ...] = ()
     quality_max_lambda: float = math.inf
 
@@ -191,6 +201,12 @@ class Preset:
             raise ValueError("finetune_iters must be >= 0 and finetune_lr > 0")
         if not 0.0 < self.finetune_share <= 1.0:
             raise ValueError(f"finetune_share must be in (0, 1], got {self.finetune_share!r}")
+        if not (0.0 < self.finetune_lr_final <= 1.0 and self.finetune_eval_every >= 0):
+            raise ValueError("finetune_lr_final must be in (0, 1] and finetune_eval_every >= 0")
+        mods = self.finetune_modules
+        if not (isinstance(mods, tuple) and "g_a" in mods and set(mods) <= set(FINETUNE_MODULES)):
+            raise ValueError(f"finetune_modules must be a tuple with 'g_a' and some of "
+                             f"{FINETUNE_MODULES}, got {mods!r}")
         if not self.finetune_max_lambda > 0:
             raise ValueError(f"finetune_max_lambda must be > 0, got {self.finetune_max_lambda!r}")
         offs = self.quality_offsets
@@ -214,6 +230,29 @@ class Preset:
     def phases_at(self, lam: float) -> tuple[Phase, ...]:
         """The gradient phases that run for an image coded at trade-off ``lam`` (lambda)."""
         return tuple(p for p in self.phases if p.runs_at(lam))
+
+    def at(self, lam: float) -> Preset:
+        """This preset as it runs for an image asked at trade-off ``lam``: the phases, fine-tuning
+        and quality offsets that apply there, their lambda thresholds dropped, and the settings
+        of what does not run put back to their defaults. Two presets with equal ``at(lam)`` code
+        an image at ``lam`` alike (the eval cache keys a profile's results on it)."""
+        d = Preset()
+        finetune = self.finetunes_at(lam)
+        return replace(
+            self,
+            phases=tuple(replace(p, min_lambda=0.0, max_lambda=math.inf)
+                         for p in self.phases_at(lam)),
+            encoder_finetune=finetune,
+            finetune_iters=self.finetune_iters if finetune else d.finetune_iters,
+            finetune_lr=self.finetune_lr if finetune else d.finetune_lr,
+            finetune_share=self.finetune_share if finetune else d.finetune_share,
+            finetune_modules=self.finetune_modules if finetune else d.finetune_modules,
+            finetune_lr_final=self.finetune_lr_final if finetune else d.finetune_lr_final,
+            finetune_eval_every=self.finetune_eval_every if finetune else d.finetune_eval_every,
+            finetune_max_lambda=d.finetune_max_lambda,
+            quality_offsets=self.offsets_at(lam),
+            quality_max_lambda=d.quality_max_lambda,
+        )
 
     @property
     def optimizes(self) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import json
+import math
 from typing import Any
 
 import numpy as np
@@ -122,18 +125,55 @@ class AdapixCodec(Codec):
             wh = h.hex() if isinstance(h, (bytes, bytearray)) else str(h or "")
         except Exception:  # noqa: BLE001
             model_id, wh = "", ""
-        return (f"adapix {version} model {model_id} hash {wh} weights {self._weights() or 'default'}"
-                f" {self._profile_digest()}")
+        return f"adapix {version} model {model_id} hash {wh} weights {self._weights() or 'default'}"
 
-    def _profile_digest(self) -> str:
-        """The profile's settings (preset, default time budget), hashed: after a profile changes,
-        its cached results are measured again instead of being reused."""
+    def fingerprint(self, param: Any = None) -> str:
+        """The codec's fingerprint and :meth:`_profile_digest` at quality ``param``."""
+        return f"{super().fingerprint()} {self._profile_digest(param)}"
+
+    def _profile_digest(self, quality: Any = None) -> str:
+        """The settings of the profile as it codes at ``quality`` (:meth:`Profile.at`; None:
+        the whole profile), hashed: after a profile changes, its cached results are measured
+        again instead of being reused, but only at the qualities where what it does changed
+        (e.g. a change to what runs below some lambda keeps the rows above it). Settings left at
+        their defaults are not hashed, so a new setting added with a default that keeps the old
+        behaviour does not void any row."""
         import hashlib
 
         try:
+            import torch
+
+            from adapix.model import quality_to_position
             from adapix.profiles import get_profile
 
             prof = get_profile(self.profile or "fast")
+            if quality is not None:
+                model = self._codec().model
+                t = quality_to_position(model.cfg, float(quality))
+                prof = prof.at(float(model.lam(torch.tensor([t]))[0]))
         except Exception:  # noqa: BLE001  (an unknown profile fails at encode time, clearly)
             return "profile ?"
-        return f"profile {prof.name} {hashlib.sha256(repr(prof).encode()).hexdigest()[:12]}"
+        text = json.dumps(settings(prof), sort_keys=True)
+        return f"profile {prof.name} {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def settings(obj: Any) -> Any:
+    """A dataclass's fields that differ from their defaults, recursively (tuples as lists; the
+    profile's ``description``, which is only text, left out): what a profile's digest hashes."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.name == "description":
+                continue
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+                continue
+            out[f.name] = settings(value)
+        return {"type": type(obj).__name__, **out}
+    if isinstance(obj, (tuple, list)):
+        return [settings(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    return obj

@@ -54,8 +54,9 @@ class Codec:
         """Versions of the libraries involved; part of the result-cache fingerprint."""
         return ""
 
-    def fingerprint(self) -> str:
-        """Identifies the exact configuration: cached results with another fingerprint are recomputed."""
+    def fingerprint(self, param: Any = None) -> str:
+        """Identifies the exact configuration that codes at ``param`` (None: the codec as a whole):
+        cached results with another fingerprint are recomputed."""
         return f"{self.name}|r{self.revision}|{self.description}|{self.version()}"
 
     def __repr__(self) -> str:
