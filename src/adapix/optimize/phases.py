@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 
 from ..model import Latents
-from .presets import FINETUNE_MODULES, LATENT_NAMES, Phase, Preset
+from .presets import FINETUNE_MODULES, LATENT_NAMES, Phase, Preset, cosine_lr
 from .proxy import _factorized_bits, proxy_loss
 from .run import _Run
 
@@ -47,10 +46,9 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
             break
         t1 = run.clock()
         if preset.finetune_lr_final != 1.0:  # cosine annealing over the steps
-            c = 0.5 * (1 + math.cos(math.pi * (i / (n - 1) if n > 1 else 1.0)))
             for g in opt.param_groups:
-                g["lr"] = preset.finetune_lr * (preset.finetune_lr_final
-                                                + (1 - preset.finetune_lr_final) * c)
+                g["lr"] = cosine_lr(preset.finetune_lr, preset.finetune_lr_final,
+                                    i / (n - 1) if n > 1 else 1.0)
         loss, _, _ = proxy_loss(model, latents(), run.t, run.x, run.hw, run.postfilter, "noise",
                                 synthesis=run.synthesis("auto"), lam=run.lam)
         opt.zero_grad(set_to_none=True)

@@ -14,6 +14,12 @@ FINETUNE_MODULES = ("g_a", "h_a", "syntax")  # the encoder-side modules (AdapixM
 SEARCH_ORDERS = ("msp", "reverse")  # of the MSP steps in a greedy pass
 
 
+def cosine_lr(lr: float, final: float, p: float) -> float:
+    """Cosine annealing from ``lr`` (progress p = 0) to ``lr * final`` (p >= 1)."""
+    c = 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
+    return lr * (final + (1 - final) * c)
+
+
 # ---- presets ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Phase:
@@ -85,8 +91,7 @@ class Phase:
         return self.lr_at_progress(self.progress(i))
 
     def lr_at_progress(self, p: float) -> float:
-        c = 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
-        return self.lr * (self.lr_final + (1 - self.lr_final) * c)
+        return cosine_lr(self.lr, self.lr_final, p)
 
     def tau_at(self, i: int) -> float:
         """SGA temperature: exponential from tau[0] to tau[1]."""
