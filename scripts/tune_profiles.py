@@ -46,7 +46,7 @@ from adapix.model import lambda_at, position_to_quality, quality_to_position
 from adapix.optimize import (GreedySearch, Phase, Preset, measure, optimize_latents_ex,
                              rd_cost_of)
 from adapix.optimize.presets import RATE_MODES
-from adapix.profiles import BALANCED, BEST, MID_LAMBDA, PROFILES
+from adapix.profiles import BALANCED, BEST, MID_LAMBDA, PROFILES, TOP_LAMBDA
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "sun_hays80"
 # landscape photos of varied content (architecture, water, foliage, street, mountains, a shop)
@@ -77,6 +77,9 @@ GREEDY = GreedySearch(enabled=True, fraction=0.05, threshold=0.2, chunks=3, max_
 # budget, evaluated at the end)
 BEST_S14 = replace(BEST, finetune_iters=30, finetune_lr=1e-4, finetune_lr_final=1.0,
                    finetune_eval_every=0, finetune_share=0.5, finetune_modules=("g_a",))
+
+# best as it was in session 15 (the noise phase of 100 steps from MID_LAMBDA up at every lambda)
+BEST_S15 = replace(BEST, phases=(replace(BEST.phases[0], max_lambda=math.inf),))
 
 # Named configurations; any other name is parsed by :func:`parse_config`.
 CONFIGS: dict[str, Preset] = {
@@ -127,6 +130,23 @@ CONFIGS: dict[str, Preset] = {
     "best-fth-ft60e-lr2": replace(BEST_S14, finetune_modules=("g_a", "h_a", "syntax"),
                                   finetune_iters=60, finetune_lr=2e-4, finetune_lr_final=0.1,
                                   finetune_eval_every=20, finetune_share=0.6),
+    # session 16, candidates for best at the top (from TOP_LAMBDA, the anchor of quality 85.7):
+    # its noise phase runs 200 steps there (true cost every 50) instead of 100, at lr 0.15 (best
+    # since session 16) or 0.2; and at quality 75 the quality decision (quality - 4 also tried)
+    # up to TOP_LAMBDA. Rows of session 16's `best-s15` were measured as `best`.
+    "best-s15": BEST_S15,
+    "best-top200": BEST,
+    "best-top200-lr0.2": replace(BEST, phases=(BEST.phases[0], replace(BEST.phases[1], lr=0.2))),
+    "best-q67": replace(BEST_S15, quality_max_lambda=TOP_LAMBDA),
+    # leads at quality 75: quality - 2 and - 4 tried there; 20 fine-tuning steps of the three
+    # encoder-side transforms (lr annealed, true cost every 10, at most 25% of the budget) first
+    "best-q67-2_4": replace(BEST_S15, quality_offsets=(-2.0, -4.0), quality_max_lambda=TOP_LAMBDA),
+    "best-ft20q75": replace(BEST_S15, finetune_iters=20, finetune_eval_every=10,
+                            finetune_share=0.25, finetune_max_lambda=TOP_LAMBDA),
+    # the same with the noise phase after it at lr 0.05 (at 0.15 it first undid the fine-tuning)
+    "best-ft20q75-lr0.05": replace(BEST_S15, finetune_iters=20, finetune_eval_every=10,
+                                   finetune_share=0.25, finetune_max_lambda=TOP_LAMBDA,
+                                   phases=(replace(BEST_S15.phases[0], lr=0.05),)),
 }
 
 

@@ -56,6 +56,9 @@ def test_profiles_exist_and_are_data():
     assert best.finetune_iters > bal.finetune_iters
     # best fine-tunes the whole encoder side, measuring the true cost on the way (session 15)
     assert set(best.finetune_modules) == {"g_a", "h_a", "syntax"} and best.finetune_eval_every
+    # and more gradient steps at the top, where they still paid (session 16)
+    assert best.phases_at(0.129)[0].iters > best.phases_at(0.034)[0].iters
+    assert len(best.phases_at(0.034)) == len(best.phases_at(0.129)) == 1
 
 
 def test_profile_at_a_lambda_keeps_only_what_runs_there():
