@@ -78,6 +78,12 @@ def test_profile_at_a_lambda_keeps_only_what_runs_there():
     other = replace(best, preset=replace(best.preset, finetune_iters=99))
     assert other.at(0.1) == high and other.at(0.005) != low
     assert PROFILES["fast"].at(0.005) == PROFILES["fast"]
+    # every fine-tuning setting is reset where the fine-tuning does not run
+    from dataclasses import fields
+
+    from adapix.optimize.presets import _FINETUNE_SETTINGS
+    assert {f.name for f in fields(Preset) if f.name.startswith("finetune_")} == {
+        *_FINETUNE_SETTINGS, "finetune_max_lambda"}
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):

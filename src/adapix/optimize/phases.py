@@ -16,7 +16,9 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
     """Fine-tunes copies of ``preset.finetune_modules`` (g_a, and optionally h_a and the model
     stream's encoder) on the image (decoder untouched), then evaluates their latents.
 
-    Adam at the constant ``preset.finetune_lr`` on the proxy loss (noise for the rate); under a
+    Adam on the proxy loss (noise for the rate), lr ``preset.finetune_lr`` cosine-annealed to
+    ``finetune_lr * finetune_lr_final`` over the steps; the true cost is measured every
+    ``finetune_eval_every`` steps (0: only at the end) and the run keeps the best state. Under a
     time budget the steps stop when the next one and the closing true-cost evaluation would end
     after ``preset.finetune_share`` of the budget (the first step always runs)."""
     model, tt = run.model, torch.tensor([run.t])

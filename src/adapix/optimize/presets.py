@@ -12,6 +12,9 @@ RANDOM_SEED = 0  # seed of the random relaxations (noise, SGA) during one optimi
 LATENT_NAMES = ("y", "z", "s")
 FINETUNE_MODULES = ("g_a", "h_a", "syntax")  # the encoder-side modules (AdapixModel attributes)
 SEARCH_ORDERS = ("msp", "reverse")  # of the MSP steps in a greedy pass
+# the Preset fields that only matter where the encoder fine-tuning runs (see Preset.at)
+_FINETUNE_SETTINGS = ("finetune_iters", "finetune_lr", "finetune_share", "finetune_modules",
+                      "finetune_lr_final", "finetune_eval_every")
 
 
 def cosine_lr(lr: float, final: float, p: float) -> float:
@@ -243,17 +246,13 @@ class Preset:
         an image at ``lam`` alike (the eval cache keys a profile's results on it)."""
         d = Preset()
         finetune = self.finetunes_at(lam)
+        # the fine-tuning's settings where it runs, else the defaults
+        tuning = {f: getattr(self if finetune else d, f) for f in _FINETUNE_SETTINGS}
         return replace(
             self,
             phases=tuple(replace(p, min_lambda=0.0, max_lambda=math.inf)
                          for p in self.phases_at(lam)),
-            encoder_finetune=finetune,
-            finetune_iters=self.finetune_iters if finetune else d.finetune_iters,
-            finetune_lr=self.finetune_lr if finetune else d.finetune_lr,
-            finetune_share=self.finetune_share if finetune else d.finetune_share,
-            finetune_modules=self.finetune_modules if finetune else d.finetune_modules,
-            finetune_lr_final=self.finetune_lr_final if finetune else d.finetune_lr_final,
-            finetune_eval_every=self.finetune_eval_every if finetune else d.finetune_eval_every,
+            encoder_finetune=finetune, **tuning,
             finetune_max_lambda=d.finetune_max_lambda,
             quality_offsets=self.offsets_at(lam),
             quality_max_lambda=d.quality_max_lambda,
