@@ -7,6 +7,11 @@ far the greedy search gets in a 30 s budget, or how long one full pass takes wit
 
     python scripts/search_trace.py --quality 35 --budget none \\
         --config "+greedy-f0.3-t0.5-c3-v8-fresh-curv-p4+pf"
+
+``--blocks`` also prints, for every block of the greedy search that has candidates, how many
+and in how many chunks they are tried (e.g. to see a pass that repeats the one before it):
+
+    python scripts/search_trace.py --quality 53.571429 --budget 120 --config best-s16 --blocks
 """
 
 from __future__ import annotations
@@ -24,7 +29,20 @@ from tune_profiles import IMAGES, crop, parse_config  # noqa: E402
 from adapix.codec import Codec  # noqa: E402
 from adapix.images import pad_to_multiple  # noqa: E402
 from adapix.model import quality_to_position  # noqa: E402
-from adapix.optimize import optimize_latents_ex  # noqa: E402
+from adapix.optimize import greedy, optimize_latents_ex  # noqa: E402
+
+
+def trace_blocks(points: list) -> None:
+    """Records (seconds, candidates, chunks) for every block the search tries, into ``points``
+    (a wrapper around the search's chunking; diagnostic only)."""
+    chunks = greedy._Flips.chunks
+
+    def traced(self, n: int):
+        out = chunks(self, n)
+        points.append((time.perf_counter(), len(self), len(out)))
+        return out
+
+    greedy._Flips.chunks = traced
 
 
 def main(argv=None) -> int:
@@ -34,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="30", help="seconds, or 'none'")
     p.add_argument("--images", type=int, default=1, help="use the first N photos")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--blocks", action="store_true",
+                   help="also print the search's candidates and chunks per block")
     args = p.parse_args(argv)
     try:
         preset = parse_config(args.config)
@@ -44,10 +64,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     model = Codec().model
     t = quality_to_position(model.cfg, args.quality)
+    blocks: list = []
+    if args.blocks:
+        trace_blocks(blocks)
     for name in IMAGES[: args.images]:
         xp, hw = pad_to_multiple(crop(name), model.cfg.pad_multiple)
         t0 = time.perf_counter()
         points = []
+        blocks.clear()
 
         def progress(stage: str, it: int, cost: float) -> None:
             points.append((time.perf_counter() - t0, stage, it, cost))
@@ -60,6 +84,8 @@ def main(argv=None) -> int:
               f"{s.seconds:.1f} s; {s.evaluations} evaluations, {s.greedy_tried} chunks tried")
         for sec, stage, it, cost in points:
             print(f"  {sec:7.1f} s  {stage:<12} {it:4d}  best {cost:.5f}")
+        for k, (at, n, c) in enumerate(blocks):
+            print(f"  {at - t0:7.1f} s  block {k:3d}: {n:5d} candidates in {c} chunks")
     return 0
 
 

@@ -444,6 +444,20 @@ def test_encoder_finetune_only_below_its_lambda(model, image):
         assert ("finetune" in [h[0] for h in out.stats.history]) is runs
 
 
+def test_the_search_after_the_finetuning_is_its_own(model, image):
+    """Preset.greedy_after_finetune runs where the fine-tuning runs, ``greedy`` elsewhere."""
+    xp, hw = image
+    lam = float(model.lam(torch.tensor([T])))
+    search = GreedySearch(enabled=True, fraction=0.3, threshold=0.5, chunks=2)
+    for max_lambda, after in ((lam * 0.9, False), (lam * 1.1, True)):
+        preset = Preset(encoder_finetune=True, finetune_iters=1, finetune_max_lambda=max_lambda,
+                        greedy_after_finetune=search)
+        assert preset.greedy_at(lam) == (search if after else GreedySearch())
+        out = optimize_latents_ex(model, xp, hw, T, preset)
+        assert (out.stats.greedy_tried > 0) is after
+        assert out.stats.final_cost <= out.stats.initial_cost
+
+
 def test_greedy_budget_reserves_time_for_slow_map_recomputation(model, image, monkeypatch):
     """Recomputing the coding maps can cost more than a true-cost evaluation (a slow CPU): the
     search keeps time for it, so it does not start one it cannot finish within the budget."""

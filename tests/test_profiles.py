@@ -14,7 +14,7 @@ from adapix.codec import FINISH_RESERVE
 from adapix.errors import AdapixError
 from adapix.images import RasterImage, pad_to_multiple, to_tensor
 from adapix.model import quality_to_position
-from adapix.optimize import Preset, rd_cost_of, rd_cost_true
+from adapix.optimize import GreedySearch, Preset, rd_cost_of, rd_cost_true
 from adapix.profiles import PROFILES, Profile, get_profile
 from helpers import harm_postfilter
 
@@ -74,8 +74,13 @@ def test_profile_at_a_lambda_keeps_only_what_runs_there():
     assert low.preset.phases == () and low.preset.quality_offsets == (-4.0,)
     assert low.preset.encoder_finetune and low.preset.finetune_iters == best.preset.finetune_iters
     assert math.isinf(low.preset.finetune_max_lambda)
+    # the search after the fine-tuning is best's own below the threshold, its greedy above
+    assert low.preset.greedy == best.preset.greedy_after_finetune != best.preset.greedy
+    assert low.preset.greedy_after_finetune is None is high.preset.greedy_after_finetune
     # a change to what runs below the threshold leaves the profile above it as it was
     other = replace(best, preset=replace(best.preset, finetune_iters=99))
+    assert other.at(0.1) == high and other.at(0.005) != low
+    other = replace(best, preset=replace(best.preset, greedy_after_finetune=GreedySearch()))
     assert other.at(0.1) == high and other.at(0.005) != low
     assert PROFILES["fast"].at(0.005) == PROFILES["fast"]
     # every fine-tuning setting is reset where the fine-tuning does not run

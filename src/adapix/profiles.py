@@ -23,8 +23,8 @@ the decoder).
   at quality - 4, priced at the asked quality's lambda, and the cheaper one goes on; the header
   carries the quality coded) and 60 steps fine-tuning the encoder (analysis, hyper-analysis
   and model-stream transforms) on the image (at most 60% of the budget; the stronger mode
-  decision of Wang et al. 2022); then up to four
-  passes of the greedy search; the post-filter (used when the weights have a trained
+  decision of Wang et al. 2022); then the greedy search (up to four passes; after the
+  fine-tuning three, with a step's candidates in eight chunks); the post-filter (used when the weights have a trained
   post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
@@ -129,6 +129,13 @@ BALANCED = Preset(
 # from TOP_LAMBDA (the anchor of quality 85.7) up it runs 200 (docs/ablations.md, session 16).
 # Kodak: RD cost -11.91% at quality 96.4 (100 steps: -11.47%); the BD-rate against fast did not
 # move (-9.52% / -9.51%), as that point lies above fast's PSNR range (docs/results.md).
+# Session 17: below MID_LAMBDA the search after the fine-tuning kept few of its chunks (each a
+# third of a step's candidates, ~250-1200 flips at once, mostly rejected by the screening cost),
+# and its fourth pass repeated its third (nothing kept, same maps, same candidates); it ended
+# after 88-104 s of the 120. A step's candidates in 8 chunks, 3 passes (cut by the budget): RD
+# cost -4.04% / -4.25% against fast at quality 39.3 / 53.6 on the crops (4 passes of 3 chunks:
+# -3.37% / -3.62%; 5 chunks: -3.49% / -4.18%); docs/ablations.md, session 17. Kodak: RD cost
+# -5.12% / -5.45% there (was -4.40% / -4.75%), BD-rate -10.41% against fast (docs/results.md).
 TOP_LAMBDA = 0.067
 _NOISE = Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA, max_lambda=TOP_LAMBDA)
@@ -138,6 +145,7 @@ BEST = Preset(
     postfilter=True, postfilter_choice=True,
     finetune_iters=60, finetune_lr=1e-4, finetune_lr_final=0.1, finetune_eval_every=20,
     finetune_share=0.6, finetune_modules=("g_a", "h_a", "syntax"), **_BELOW_MID,
+    greedy_after_finetune=replace(_SEARCH, chunks=8, passes=3, time_share=0.4),
 )
 
 

@@ -12,7 +12,7 @@ import torch
 from ..model import AdapixModel, CodingResult, position_to_quality, quality_to_position
 from .greedy import _greedy
 from .phases import _finetune_encoder, _run_phase
-from .presets import RANDOM_SEED, Phase, Preset
+from .presets import RANDOM_SEED, GreedySearch, Phase, Preset
 from .proxy import _frozen
 from .run import OptimizeOutcome, _Run
 
@@ -32,15 +32,16 @@ def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int]
                          choose_postfilter, choose_quality)
 
 
-def _phase_deadlines(run: _Run, preset: Preset, phases: tuple[Phase, ...]) -> list[float | None]:
+def _phase_deadlines(run: _Run, greedy: GreedySearch,
+                     phases: tuple[Phase, ...]) -> list[float | None]:
     """Under a time budget: when each gradient phase should be over (seconds since the start).
 
     The ``phases`` that run (those of the preset for this image's quality) share the budget left
-    after the start, minus the greedy search's ``time_share``, in proportion to their iteration
-    counts."""
+    after the start, minus the time share of the ``greedy`` search that follows them, in
+    proportion to their iteration counts."""
     if run.budget is None or not math.isfinite(run.budget):
         return [None] * len(phases)
-    share = preset.greedy.time_share if preset.greedy.enabled else 0.0
+    share = greedy.time_share if greedy.enabled else 0.0
     end = run.budget * (1.0 - min(max(share, 0.0), 1.0))
     now = run.elapsed()
     total = sum(p.iters for p in phases)
@@ -94,6 +95,7 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
     lam = run.lam  # the asked quality's trade-off decides what runs
     phases = preset.phases_at(lam)
     finetune = preset.finetunes_at(lam)
+    search = preset.greedy_at(lam)
     if phases or finetune:
         _warm_up_adam()  # inside the budget: a process's first encode pays it
     # The random relaxations (noise, SGA) draw from a fixed seed, so that an encode does not
@@ -118,13 +120,13 @@ def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
         if not run.out_of_time():
             if finetune:
                 _finetune_encoder(run, preset)
-            deadlines = _phase_deadlines(run, preset, phases)
+            deadlines = _phase_deadlines(run, search, phases)
             for phase, deadline in zip(phases, deadlines):
                 if run.out_of_time(reserve=run.eval_seconds):
                     break
                 _run_phase(run, phase, run.best.lat, deadline)
-            if preset.greedy.enabled and not run.out_of_time(reserve=run.eval_seconds):
-                _greedy(run, preset.greedy)
+            if search.enabled and not run.out_of_time(reserve=run.eval_seconds):
+                _greedy(run, search)
     run.stats.final_cost = run.best.cost
     run.stats.seconds = run.elapsed()
     if run.stats.iterations:

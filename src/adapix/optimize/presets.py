@@ -187,6 +187,10 @@ class Preset:
     decoder decodes it. It runs for images asked below trade-off ``quality_max_lambda``. A
     model trained at a few anchors is not exactly RD-optimal at its own quality positions (session 12: coding at quality - 4 was 0.9% cheaper at lambda(39.3) on
     training crops, ``scripts/quality_offset_probe.py``).
+
+    ``greedy_after_finetune``: the search that runs where the fine-tuning runs (None: ``greedy``
+    there too; :meth:`greedy_at`). After the fine-tuning the search starts from another point
+    with another share of the budget left, so it may want other chunks and passes.
     """
 
     phases: tuple[Phase, ...] = ()
@@ -203,6 +207,7 @@ class Preset:
     finetune_eval_every: int = 0
     quality_offsets: tuple[float, ...] = ()
     quality_max_lambda: float = math.inf
+    greedy_after_finetune: GreedySearch | None = None
 
     def __post_init__(self) -> None:
         if self.finetune_iters < 0 or not self.finetune_lr > 0:
@@ -235,6 +240,12 @@ class Preset:
         return (self.encoder_finetune and self.finetune_iters > 0
                 and lam < self.finetune_max_lambda * (1 - 1e-9))
 
+    def greedy_at(self, lam: float) -> GreedySearch:
+        """The greedy search that runs for an image asked at trade-off ``lam`` (lambda)."""
+        if self.greedy_after_finetune is not None and self.finetunes_at(lam):
+            return self.greedy_after_finetune
+        return self.greedy
+
     def phases_at(self, lam: float) -> tuple[Phase, ...]:
         """The gradient phases that run for an image coded at trade-off ``lam`` (lambda)."""
         return tuple(p for p in self.phases if p.runs_at(lam))
@@ -256,6 +267,7 @@ class Preset:
             finetune_max_lambda=d.finetune_max_lambda,
             quality_offsets=self.offsets_at(lam),
             quality_max_lambda=d.quality_max_lambda,
+            greedy=self.greedy_at(lam), greedy_after_finetune=d.greedy_after_finetune,
         )
 
     @property
