@@ -456,6 +456,8 @@ def test_the_search_after_the_finetuning_is_its_own(model, image):
         out = optimize_latents_ex(model, xp, hw, T, preset)
         assert (out.stats.greedy_tried > 0) is after
         assert out.stats.final_cost <= out.stats.initial_cost
+    with pytest.raises(ValueError):
+        Preset(greedy_after_finetune={"chunks": 8})
 
 
 def test_greedy_budget_reserves_time_for_slow_map_recomputation(model, image, monkeypatch):

@@ -24,8 +24,8 @@ the decoder).
   carries the quality coded) and 60 steps fine-tuning the encoder (analysis, hyper-analysis
   and model-stream transforms) on the image (at most 60% of the budget; the stronger mode
   decision of Wang et al. 2022); then the greedy search (up to four passes; after the
-  fine-tuning three, with a step's candidates in eight chunks); the post-filter (used when the weights have a trained
-  post-filter); 120 s default budget for a 768x512 image.
+  fine-tuning three, with a step's candidates in eight chunks); the post-filter (used when the
+  weights have a trained post-filter); 120 s default budget for a 768x512 image.
 
 Every optimising profile keeps the state of lowest *true* RD cost (real stream size + lambda *
 255^2 * MSE of the 8-bit reconstruction), so it is never worse than ``fast`` at the same

@@ -230,6 +230,10 @@ class Preset:
                              f"within +-100, got {offs!r}")
         if not self.quality_max_lambda > 0:
             raise ValueError(f"quality_max_lambda must be > 0, got {self.quality_max_lambda!r}")
+        after = self.greedy_after_finetune
+        if not (after is None or isinstance(after, GreedySearch)):
+            raise ValueError(f"greedy_after_finetune must be a GreedySearch or None, "
+                             f"got {after!r}")
 
     def offsets_at(self, lam: float) -> tuple[float, ...]:
         """The quality offsets tried for an image asked at trade-off ``lam`` (lambda)."""
