@@ -130,22 +130,23 @@ BALANCED = Preset(
 # Kodak: RD cost -11.91% at quality 96.4 (100 steps: -11.47%); the BD-rate against fast did not
 # move (-9.52% / -9.51%), as that point lies above fast's PSNR range (docs/results.md).
 # Session 17: below MID_LAMBDA the search after the fine-tuning kept few of its chunks (each a
-# third of a step's candidates, ~250-1200 flips at once, mostly rejected by the screening cost),
-# and its fourth pass repeated its third (nothing kept, same maps, same candidates); it ended
-# after 88-104 s of the 120. A step's candidates in 8 chunks, 3 passes (cut by the budget): RD
+# third of a step's candidates, ~250-1200 flips at once; 0-14 of 168 kept on the crops), and its
+# fourth pass repeated its third (nothing kept, same maps, same candidates:
+# scripts/search_trace.py --blocks); those encodes ended after 75-104 s of the 120 on Kodak. A step's candidates in 8 chunks, 3 passes (cut by the budget): RD
 # cost -4.04% / -4.25% against fast at quality 39.3 / 53.6 on the crops (4 passes of 3 chunks:
 # -3.37% / -3.62%; 5 chunks: -3.49% / -4.18%); docs/ablations.md, session 17. Kodak: RD cost
 # -5.12% / -5.45% there (was -4.40% / -4.75%), BD-rate -10.41% against fast (docs/results.md).
 TOP_LAMBDA = 0.067
 _NOISE = Phase("lof", iters=100, lr=0.15, rate_mode="noise", optimize=("y", "z", "s"),
                lr_final=0.1, eval_every=50, min_lambda=MID_LAMBDA, max_lambda=TOP_LAMBDA)
+_BEST_SEARCH = replace(_SEARCH, passes=4, time_share=0.4)
 BEST = Preset(
     phases=(_NOISE, replace(_NOISE, iters=200, min_lambda=TOP_LAMBDA, max_lambda=math.inf)),
-    greedy=replace(_SEARCH, passes=4, time_share=0.4),
+    greedy=_BEST_SEARCH,
     postfilter=True, postfilter_choice=True,
     finetune_iters=60, finetune_lr=1e-4, finetune_lr_final=0.1, finetune_eval_every=20,
     finetune_share=0.6, finetune_modules=("g_a", "h_a", "syntax"), **_BELOW_MID,
-    greedy_after_finetune=replace(_SEARCH, chunks=8, passes=3, time_share=0.4),
+    greedy_after_finetune=replace(_BEST_SEARCH, chunks=8, passes=3),
 )
 
 
