@@ -260,6 +260,30 @@ def test_init_from_a_model_with_fewer_anchors_regrids_the_gains(data_dir, tmp_pa
     assert_same_state(rest, {k: reference["model"][k] for k in rest})  # the rest is the source's
 
 
+def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, reference, capsys):
+    """train.init from the 5-step run into a model with 8 more channels N: the trained block is
+    the source's, the new channels' outgoing weights are zero, and training then runs."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "widened", 2)
+    run = RunConfig(model=dataclasses.replace(base.model, N=TINY.N + 8),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    trainer = Trainer(run, resume=False, progress=False)
+    assert "widened the transforms from N=16 to N=24" in capsys.readouterr().out
+    state = trainer.model.state_dict()
+    first = state["g_a.net.0.weight"]
+    assert torch.equal(first[:TINY.N], reference["model"]["g_a.net.0.weight"])
+    assert torch.equal(first[TINY.N:], torch.zeros_like(first[TINY.N:]))
+    assert torch.equal(state["log_gain"], reference["model"]["log_gain"])
+    trainer.fit()
+    trained = trainer.model.state_dict()["g_a.net.0.weight"][TINY.N:]
+    assert trainer.step == 2 and not torch.equal(trained, torch.zeros_like(trained))
+    narrower = RunConfig(model=dataclasses.replace(base.model, N=TINY.N - 8),
+                         train=dataclasses.replace(base.train, init=str(src)))
+    with pytest.raises(ValueError, match="model.N may grow"):
+        Trainer(narrower, resume=False, progress=False)
+
+
 def test_init_from_a_model_of_another_size_is_refused(data_dir, tmp_path, reference):
     src = tmp_path / "src.pt"
     torch.save(reference, src)

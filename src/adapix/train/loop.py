@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..hardware import training_bf16, tune_allocator
 from ..model import AdapixModel, adapt_state_to_lambdas
+from ..widen import widen_state
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
 from .data import CropSampler, list_images, load_images, load_rgb
@@ -195,7 +196,9 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Starts from a weights file or checkpoint. Its model config must match, except that the
-        lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`)."""
+        lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`) and N
+        may grow (the transforms are widened so that they compute the same function,
+        :func:`adapix.widen.widen_state`)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
             src = load_weights(path).model
@@ -204,11 +207,17 @@ class Trainer:
             ck = torch.load(path, map_location="cpu", weights_only=False)
             state, src_cfg = ck["model"], ck["model_config"]
         own = dataclasses.asdict(self.run.model)
-        differ = sorted(k for k in own if k != "lambdas" and own[k] != src_cfg.get(k))
-        if differ:
-            raise ValueError(f"train.init {path}: its model config differs in "
-                             f"{', '.join(differ)}; only model.lambdas may differ")
+        differ = sorted(k for k in own if k not in ("lambdas", "N") and own[k] != src_cfg.get(k))
+        if differ or src_cfg["N"] > own["N"]:
+            what = ", ".join(differ) or f"N ({src_cfg['N']} > {own['N']})"
+            raise ValueError(f"train.init {path}: its model config differs in {what}; only "
+                             "model.lambdas may differ, and model.N may grow")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
+        if src_cfg["N"] != own["N"]:
+            src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"])
+            state = widen_state(state, src_model_cfg, self.model)
+            if self.rank == 0:
+                print(f"widened the transforms from N={src_cfg['N']} to N={own['N']}")
         self.model.load_state_dict(state)
 
     def _load(self, path: Path) -> None:

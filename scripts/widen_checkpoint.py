@@ -1,0 +1,60 @@
+"""Write a training checkpoint of a model widened from N to a larger N, resumable with Adam state.
+
+For the side-by-side runs of two model sizes from the same point (issue 3): the wide run starts
+from the narrow run's checkpoint with the same function (adapix.widen.widen_state), the same Adam
+moments in the trained block (adapix.widen.widen_adam_state), step count, elapsed time and RNG
+state, so the two runs differ only in N. Resume it with the same command and ``model.N``:
+
+    python scripts/widen_checkpoint.py runs/s18/checkpoint.pt runs/s18w --N 128
+    adapix train --config configs/default.toml --set model.N=128 --set train.out=runs/s18w ...
+
+(``train.init`` also widens, from weights or a checkpoint, but starts Adam and the step count
+afresh.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from adapix.config import ModelConfig
+from adapix.model import AdapixModel
+from adapix.train.loop import atomic_save, trainable_parameters
+from adapix.widen import widen_adam_state, widen_state
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", help="checkpoint.pt of the narrow run")
+    ap.add_argument("out", help="folder of the wide run (checkpoint.pt is written there)")
+    ap.add_argument("--N", type=int, required=True, help="the new channel count of g_a / g_s")
+    ap.add_argument("--stage", default="main", help="the training stage (default: main)")
+    args = ap.parse_args(argv)
+    out = Path(args.out) / "checkpoint.pt"
+    if out.exists():
+        print(f"error: {out} exists; choose another folder", file=sys.stderr)
+        return 2
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    old = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in ck["model_config"].items()})
+    try:
+        wide = AdapixModel(dataclasses.replace(old, N=args.N))
+        state = widen_state(ck["model"], old, wide)
+        wide.load_state_dict(state)
+        opt = widen_adam_state(ck["opt"], trainable_parameters(wide, args.stage))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({**ck, "model": wide.state_dict(), "opt": opt,
+                 "model_config": dataclasses.asdict(wide.cfg)}, out)
+    print(f"wrote {out}: N {old.N} -> {args.N}, step {ck['step']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
