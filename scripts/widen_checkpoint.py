@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         print(f"error: {out} exists; choose another folder", file=sys.stderr)
         return 2
+    if not Path(args.checkpoint).is_file():
+        print(f"error: no checkpoint {args.checkpoint}", file=sys.stderr)
+        return 2
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    old = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                         for k, v in ck["model_config"].items()})
     try:
+        old = ModelConfig.from_json(json.dumps(ck["model_config"]))
         wide = AdapixModel(dataclasses.replace(old, N=args.N))
         state = widen_state(ck["model"], old, wide)
         wide.load_state_dict(state)

@@ -29,16 +29,17 @@ from .config import ModelConfig
 from .layers import GDN
 
 
-def _out_in_dims(module: nn.Module) -> tuple[int, int]:
-    return (1, 0) if isinstance(module, nn.ConvTranspose2d) else (0, 1)
+def _out_dim(module: nn.Module) -> int:
+    """The dimension of a weight that indexes output channels."""
+    return 1 if isinstance(module, nn.ConvTranspose2d) else 0
 
 
 def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module
                 ) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
-    config differs only in a larger N), computing the same function. ``new_model``'s own
-    (freshly initialised) parameters provide the random init of the new input channels; it is not
-    modified."""
+    config differs only in a larger N), computing the same function up to float rounding.
+    ``new_model``'s own (freshly initialised) parameters provide the random init of the new input
+    channels; it is not modified."""
     new_cfg: ModelConfig = new_model.cfg
     differ = sorted(f.name for f in dataclasses.fields(ModelConfig)
                     if f.name not in ("N", "lambdas")
@@ -64,7 +65,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                 if pname == "bias":
                     wide.zero_()
                 else:
-                    dim_out = _out_in_dims(module)[0]
+                    dim_out = _out_dim(module)
                     wide.narrow(dim_out, src.shape[dim_out],
                                 wide.shape[dim_out] - src.shape[dim_out]).zero_()
             wide[tuple(slice(0, n) for n in src.shape)] = src
