@@ -132,7 +132,8 @@ BALANCED = Preset(
 # Session 17: below MID_LAMBDA the search after the fine-tuning kept few of its chunks (each a
 # third of a step's candidates, ~250-1200 flips at once; 0-14 of 168 kept on the crops), and its
 # fourth pass repeated its third (nothing kept, same maps, same candidates:
-# scripts/search_trace.py --blocks); those encodes ended after 75-104 s of the 120 on Kodak. A step's candidates in 8 chunks, 3 passes (cut by the budget): RD
+# scripts/search_trace.py --blocks); those encodes ended after 75-104 s of the 120 on Kodak.
+# A step's candidates in 8 chunks, 3 passes (cut by the budget): RD
 # cost -4.04% / -4.25% against fast at quality 39.3 / 53.6 on the crops (4 passes of 3 chunks:
 # -3.37% / -3.62%; 5 chunks: -3.49% / -4.18%); docs/ablations.md, session 17. Kodak: RD cost
 # -5.12% / -5.45% there (was -4.40% / -4.75%), BD-rate -10.41% against fast (docs/results.md).
