@@ -48,7 +48,8 @@ def perturb_model(model: AdapixModel, generator: torch.Generator) -> None:
     per-image paths at zero. Scaling the last analysis layers gives latents spanning several
     integers (y up to ~7 at quality 60, z and s up to ~4), the synthesis is rescaled so that
     x_hat stays inside (0, 1) around mid-grey, and the weight generator, post-filter output and
-    gains get small random values. (Same recipe as tests/fixtures/make_golden.py.)
+    gains (and the rate modulation's tables, if any) get small random values. (Same recipe as
+    tests/fixtures/make_golden.py.)
     """
     with torch.no_grad():
         model.g_a.net[-1].weight.mul_(40)
@@ -62,6 +63,9 @@ def perturb_model(model: AdapixModel, generator: torch.Generator) -> None:
                        (model.postfilter.c3.weight, 0.02)):
             p.copy_(torch.randn(p.shape, generator=generator) * std)
         model.log_gain.add_(0.05 * torch.randn(model.log_gain.shape, generator=generator))
+        if model.rate_mod is not None:  # (no TINY model has it: the golden recipe is unchanged)
+            for p in model.rate_mod.parameters():
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
 
 
 def make_tiny_model(seed: int = 0, cfg: ModelConfig = TINY, perturb: bool = True) -> AdapixModel:

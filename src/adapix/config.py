@@ -11,6 +11,8 @@ Sizes, in the notation of the papers this codec follows:
   polyphase ``scales - 1`` times; the coarsest scale has 1/4**(scales-1) of the latent positions.
 * ``groups``: channel groups per phase; each is one sequential decoding step.
 * ``syntax_dim``: length of the per-image model stream ``s`` (neural syntax).
+* ``rate_modulation``: the hidden layers of g_a and g_s get a per-channel affine map chosen by the
+  quality (``adapix.ratecond``), not only the latent's gains.
 * ``lambdas``: the rate-distortion anchors of the variable-rate model (MSE on [0,255] images scaled
   to [0,1], loss = R + lambda * 255**2 * MSE as in CompressAI).
 """
@@ -35,6 +37,7 @@ class ModelConfig:
     ctx_hidden: int = 192
     syntax_dim: int = 32
     postfilter_channels: int = 16
+    rate_modulation: bool = False  # hidden layers of g_a / g_s modulated by the quality (ratecond)
     lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
     # Entropy-coding tables (built at export time, see adapix.entropy.tables).
     scale_min: float = 0.11
@@ -50,6 +53,8 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"model config: {name} must be a positive integer, got {v!r}")
+        if not isinstance(self.rate_modulation, bool):
+            raise ValueError("model config: rate_modulation must be true or false")
         if self.scales < 2:
             raise ValueError("model config: scales must be >= 2")
         if self.M % self.groups:

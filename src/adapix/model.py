@@ -3,13 +3,14 @@
 Data flow (x in [0,1], (B,3,H,W), H, W multiples of ``cfg.pad_multiple``; t = quality position in
 [0, K-1] between the K lambda anchors, per sample)::
 
-    y   = g_a(x) * gain(t)                      variable rate by per-channel gains (Cui et al.,
-                                                "Asymmetric gained deep image compression", 2021)
+    y   = g_a(x [, mods_a(t)]) * gain(t)        variable rate by per-channel gains (Cui et al.,
+                                                "Asymmetric gained deep image compression", 2021),
+                                                optionally hidden layers too (adapix.ratecond)
     z   = h_a(y)        -> z_hat   (factorized prior)             hyper stream
     s   = syntax(y)     -> s_hat   (factorized prior)             model stream
     f   = h_s(z_hat)
     y_hat = MSP(f, y)                                             content stream
-    x_hat = g_s(y_hat * inv_gain(t), generator(s_hat))  [-> post-filter]
+    x_hat = g_s(y_hat * inv_gain(t), generator(s_hat) [, mods_s(t)])  [-> post-filter]
 
 Training (``forward``) returns bits per sample of each stream and x_hat; coding (``compress`` /
 ``decompress``) returns or consumes the three byte streams, and both sides reconstruct through
@@ -31,6 +32,9 @@ from .entropy.fixedpoint import FixedPointNet
 from .entropy.gaussian import SnappedGaussian
 from .entropy.msp import MSPModel
 from .errors import WeightsError
+from .ratecond import PREFIX as RATE_MOD_PREFIX
+from .ratecond import TABLES as RATE_MOD_TABLES
+from .ratecond import RateModulation, interp_rows
 from .transforms import (AnalysisTransform, HyperAnalysis, HyperSynthesis, PostFilter,
                          SyntaxEncoder, SynthesisTransform, WeightGenerator)
 
@@ -96,6 +100,8 @@ class AdapixModel(nn.Module):
         self.log_gain = nn.Parameter(init.view(K, 1).repeat(1, cfg.M))
         self.log_inv_gain = nn.Parameter(-init.view(K, 1).repeat(1, cfg.M))
         self.snap = SnappedGaussian(cfg)
+        # registered last, so its parameters come last (an optimiser state without them fits)
+        self.rate_mod = RateModulation(K, cfg.N) if cfg.rate_modulation else None
         self.gelu_lut: torch.Tensor | None = None  # entropy table, built at export
         self._fixed_key: tuple | None = None
         self._fixed: dict | None = None
@@ -109,12 +115,15 @@ class AdapixModel(nn.Module):
 
     def _interp(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Geometric interpolation of gain vectors at positions t (B,) -> (B, M, 1, 1)."""
-        K = table.shape[0]
-        t = t.clamp(0, K - 1).float()
-        i0 = torch.floor(t).long().clamp(max=K - 2)
-        frac = (t - i0.float()).view(-1, 1)
-        lg = table[i0] * (1 - frac) + table[i0 + 1] * frac
-        return torch.exp(lg).view(t.shape[0], -1, 1, 1)
+        return torch.exp(interp_rows(table, t)).view(t.shape[0], -1, 1, 1)
+
+    def analysis_mods(self, t: torch.Tensor):
+        """The rate modulation of g_a at positions t (B,), or None (``adapix.ratecond``)."""
+        return None if self.rate_mod is None else self.rate_mod.analysis(t)
+
+    def synthesis_mods(self, t: torch.Tensor):
+        """The rate modulation of g_s at positions t (B,), or None (``adapix.ratecond``)."""
+        return None if self.rate_mod is None else self.rate_mod.synthesis(t)
 
     def lam(self, t: torch.Tensor) -> torch.Tensor:
         """lambda at quality positions t (B,): log-linear between anchors."""
@@ -122,7 +131,7 @@ class AdapixModel(nn.Module):
 
     # ---- training ----------------------------------------------------------------------------
     def analyse(self, x: torch.Tensor, t: torch.Tensor) -> Latents:
-        y = self.g_a(x) * self._interp(self.log_gain, t).to(x.dtype)
+        y = self.g_a(x, self.analysis_mods(t)) * self._interp(self.log_gain, t).to(x.dtype)
         return Latents(y=y, z=self.h_a(y), s=self.syntax(y))
 
     def synthesize(self, y_hat: torch.Tensor, s_hat: torch.Tensor, t: torch.Tensor,
@@ -134,7 +143,7 @@ class AdapixModel(nn.Module):
         """The synthesis without the post-filter: (x_hat, the generated layers)."""
         gen = self.generator(s_hat.float())
         y_in = y_hat * self._interp(self.log_inv_gain, t).to(y_hat.dtype)
-        return self.g_s(y_in, gen.synthesis_delta), gen
+        return self.g_s(y_in, gen.synthesis_delta, self.synthesis_mods(t)), gen
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False) -> ForwardOutput:
         lat = self.analyse(x, t)
@@ -237,7 +246,8 @@ def lambda_at(lambdas: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
 
 
 def regrid_gains(table: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:
-    """Gain vectors (K, M) at anchors ``old_lambdas`` -> (K', M) at ``new_lambdas``.
+    """Gain vectors (K, M) at anchors ``old_lambdas`` -> (K', M) at ``new_lambdas`` (or any
+    table (K, ...) with one row per anchor).
 
     Each log-gain row is piecewise linear in log(lambda) through the old anchors and extended
     linearly beyond the first and last ones, so a model trained on a narrower lambda range can start
@@ -258,12 +268,15 @@ def regrid_gains(table: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:
 
 def adapt_state_to_lambdas(state: dict, old_lambdas, new_lambdas) -> dict:
     """A state dict for anchors ``old_lambdas`` made to fit a model with ``new_lambdas``: only the
-    gain tables depend on the anchors (see :func:`regrid_gains`)."""
+    gain tables and the rate modulation's tables depend on the anchors (see
+    :func:`regrid_gains`, which works row by row on any of them)."""
     if tuple(old_lambdas) == tuple(new_lambdas):
         return state
     state = dict(state)
-    for key in ("log_gain", "log_inv_gain"):
-        state[key] = regrid_gains(state[key], old_lambdas, new_lambdas)
+    keys = ["log_gain", "log_inv_gain"] + [RATE_MOD_PREFIX + n for n in RATE_MOD_TABLES]
+    for key in keys:
+        if key in state:
+            state[key] = regrid_gains(state[key], old_lambdas, new_lambdas)
     return state
 
 

@@ -25,10 +25,15 @@ from torch import nn
 
 from .config import ModelConfig
 from .layers import GDN, conv, deconv
+from .ratecond import modulate
 
 
 class AnalysisTransform(nn.Module):
-    """g_a: (B,3,H,W) -> (B,M,H/16,W/16). Four stride-2 5x5 convolutions with GDN."""
+    """g_a: (B,3,H,W) -> (B,M,H/16,W/16). Four stride-2 5x5 convolutions with GDN.
+
+    ``mods``: optional rate modulation ((B, 3, N) scales, (B, 3, N) shifts) applied to the input
+    of each GDN (``adapix.ratecond``).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -36,14 +41,26 @@ class AnalysisTransform(nn.Module):
         self.net = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N),
                                  conv(N, M))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, mods=None) -> torch.Tensor:
+        return _modulated(self.net, x, mods)
+
+
+def _modulated(layers: nn.Sequential, h: torch.Tensor, mods) -> torch.Tensor:
+    """Runs ``layers``, modulating the input of the k-th (inverse) GDN by layer k of ``mods``."""
+    k = 0
+    for layer in layers:
+        if mods is not None and isinstance(layer, GDN):
+            h = modulate(h, mods, k)
+            k += 1
+        h = layer(h)
+    return h
 
 
 class SynthesisTransform(nn.Module):
     """g_s: (B,M,h,w) -> (B,3,16h,16w). The last transposed conv has per-image weight offsets.
 
-    ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per image) or is None.
+    ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per image) or is None;
+    ``mods`` is the optional rate modulation of the inverse GDNs' inputs, as in g_a.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -53,8 +70,9 @@ class SynthesisTransform(nn.Module):
                                   GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
         self.last = deconv(N, 3)
 
-    def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.body(y_hat)
+    def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None,
+                mods=None) -> torch.Tensor:
+        h = _modulated(self.body, y_hat, mods)
         if last_delta is None:
             return self.last(h)
         B, N, H, W = h.shape

@@ -13,6 +13,8 @@ instead of copied units):
         and they give the zero-initialised incoming weights a gradient)
     GDN (beta (C,), gamma (C, C)): the fresh init around the trained block; a zero input channel
         stays zero (x / norm, x * norm) and adds gamma * 0 to the other channels' norms
+    rate-modulation tables (K, 3, N) (adapix.ratecond), if any: the new channels at zero, the
+        identity
 
 Shapes: only ``ModelConfig.N`` may change (the channels of g_a, g_s and the generator's per-image
 synthesis weights, (B, N, 3, 5, 5)); M, Nh and the entropy model are copied unchanged.
@@ -102,4 +104,24 @@ def widen_adam_state(opt_state: dict, params: list[torch.Tensor]) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-__all__ = ["widen_adam_state", "widen_state"]
+def append_adam_params(opt_state: dict, count: int) -> dict:
+    """An Adam ``state_dict()`` of one parameter group made to fit ``count`` parameters whose
+    first ones are the state's own, in the same order (e.g. a model that gained parameters
+    registered last, such as ``AdapixModel.rate_mod``). The new trailing parameters get no
+    state, so Adam starts them afresh; the others keep theirs. Shares no tensor with
+    ``opt_state``."""
+    groups = opt_state["param_groups"]
+    if len(groups) != 1:
+        raise ValueError(f"expected one parameter group, got {len(groups)}")
+    have = groups[0]["params"]
+    if count < len(have):
+        raise ValueError(f"the optimiser state has {len(have)} parameters, more than {count}")
+    group = {**groups[0], "params": list(have) + list(range(max(have, default=-1) + 1,
+                                                            max(have, default=-1) + 1
+                                                            + count - len(have)))}
+    state = {idx: {k: v.clone() if torch.is_tensor(v) else v for k, v in per.items()}
+             for idx, per in opt_state["state"].items()}
+    return {"state": state, "param_groups": [group]}
+
+
+__all__ = ["append_adam_params", "widen_adam_state", "widen_state"]

@@ -284,6 +284,47 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
         Trainer(narrower, resume=False, progress=False)
 
 
+def test_init_turns_on_the_rate_modulation_at_the_identity(data_dir, tmp_path, reference,
+                                                           capsys):
+    """train.init from the 5-step run (no modulation) into a model with it: the tables start at
+    zero (the identity), the rest is the source's, and training moves the tables; the reverse
+    is refused."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "rm", 2)
+    run = RunConfig(model=dataclasses.replace(base.model, rate_modulation=True),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    trainer = Trainer(run, resume=False, progress=False)
+    assert "added the rate modulation" in capsys.readouterr().out
+    state = trainer.model.state_dict()
+    tables = {k: v for k, v in state.items() if k.startswith("rate_mod.")}
+    assert len(tables) == 4 and all(torch.equal(v, torch.zeros_like(v)) for v in tables.values())
+    assert_same_state({k: v for k, v in state.items() if k not in tables}, reference["model"])
+    trainer.fit()
+    assert any(v.abs().sum() > 0 for v in (trainer.model.rate_mod.a_shift,
+                                           trainer.model.rate_mod.s_log_scale))
+    back = tmp_path / "rm.pt"
+    torch.save(checkpoint(tmp_path / "rm"), back)
+    plain = RunConfig(model=base.model, train=dataclasses.replace(base.train, init=str(back),
+                                                                  out=str(tmp_path / "plain")))
+    with pytest.raises(ValueError, match="rate_modulation"):
+        Trainer(plain, resume=False, progress=False)
+
+
+def test_resume_of_a_checkpoint_older_than_a_config_field(data_dir, tmp_path, reference):
+    """A checkpoint written before a model-config field existed (here rate_modulation) resumes
+    with that field's default."""
+    out = tmp_path / "old"
+    out.mkdir()
+    old = dict(reference)
+    old["model_config"] = {k: v for k, v in reference["model_config"].items()
+                           if k != "rate_modulation"}
+    torch.save(old, out / "checkpoint.pt")
+    trainer = Trainer(run_config(data_dir, out, 6), resume=True, progress=False)
+    assert trainer.step == 5
+    assert_same_state(trainer.model.state_dict(), reference["model"])
+
+
 def test_init_from_a_model_of_another_size_is_refused(data_dir, tmp_path, reference):
     src = tmp_path / "src.pt"
     torch.save(reference, src)

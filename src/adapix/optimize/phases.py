@@ -31,10 +31,12 @@ def _finetune_encoder(run: _Run, preset: Preset) -> None:
     opt = torch.optim.Adam([p for n in preset.finetune_modules for p in mods[n].parameters()],
                            lr=preset.finetune_lr)
     gain = model._interp(model.log_gain, tt)
+    with torch.no_grad():
+        rate_mods = model.analysis_mods(tt)  # the model's, frozen (None without modulation)
     end = None if run.budget is None else run.budget * preset.finetune_share
 
     def latents() -> Latents:
-        y = mods["g_a"](run.x) * gain.to(run.x.dtype)
+        y = mods["g_a"](run.x, rate_mods) * gain.to(run.x.dtype)
         return Latents(y=y, z=mods["h_a"](y), s=mods["syntax"](y))
 
     n, every = preset.finetune_iters, preset.finetune_eval_every

@@ -88,7 +88,12 @@ class ProxySynthesis:
         cl, dt = torch.channels_last, self.dtype
         with torch.no_grad():
             self.inv_gain = model._interp(model.log_inv_gain, self.tt).float()
+            rate_mods = model.synthesis_mods(self.tt)
             for mod in model.g_s.body:
+                if isinstance(mod, GDN) and rate_mods is not None:  # ratecond.modulate, at t
+                    k = sum(layer[0] == "gdn" for layer in self.layers)
+                    scale, shift = (m[0, k].view(1, -1, 1, 1).to(dt) for m in rate_mods)
+                    self.layers.append(("affine", scale, shift))
                 if isinstance(mod, nn.ConvTranspose2d):
                     self.layers.append(("deconv", mod.weight.detach().to(dt).contiguous(
                         memory_format=cl), mod.bias.detach().to(dt), mod.stride, mod.padding,
@@ -114,6 +119,8 @@ class ProxySynthesis:
                 _, w, b, stride, padding, out_pad = layer
                 h = F.conv_transpose2d(h, w, b, stride=stride, padding=padding,
                                        output_padding=out_pad)
+            elif layer[0] == "affine":
+                h = h * layer[1] + layer[2]
             else:
                 # GDN: beta > 0 and gamma >= 0, so the norm is positive: no clamp needed
                 _, gamma, beta, inverse = layer

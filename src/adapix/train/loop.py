@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -28,8 +29,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..config import ModelConfig
 from ..hardware import training_bf16, tune_allocator
 from ..model import AdapixModel, adapt_state_to_lambdas
+from ..ratecond import add_rate_modulation
 from ..widen import widen_state
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
@@ -91,6 +94,11 @@ def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parame
     for name, p in model.named_parameters():
         p.requires_grad_(_is_postfilter(name) == post)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def _stored_config(data: dict) -> ModelConfig:
+    """The model config stored in a checkpoint (a dict of ``dataclasses.asdict``)."""
+    return ModelConfig.from_json(json.dumps(data))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -196,9 +204,10 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Starts from a weights file or checkpoint. Its model config must match, except that the
-        lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`) and N
+        lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`), N
         may grow (the transforms are widened so that they compute the same function,
-        :func:`adapix.widen.widen_state`)."""
+        :func:`adapix.widen.widen_state`) and the rate modulation may be turned on (at the
+        identity, :func:`adapix.ratecond.add_rate_modulation`)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
             src = load_weights(path).model
@@ -207,11 +216,20 @@ class Trainer:
             ck = torch.load(path, map_location="cpu", weights_only=False)
             state, src_cfg = ck["model"], ck["model_config"]
         own = dataclasses.asdict(self.run.model)
-        differ = sorted(k for k in own if k not in ("lambdas", "N") and own[k] != src_cfg.get(k))
+        src_mod = bool(src_cfg.get("rate_modulation", False))
+        differ = sorted(k for k in own if k not in ("lambdas", "N", "rate_modulation")
+                        and own[k] != src_cfg.get(k))
+        if src_mod and not own["rate_modulation"]:
+            differ.append("rate_modulation")
         if differ or src_cfg["N"] > own["N"]:
             what = ", ".join(differ) or f"N ({src_cfg['N']} > {own['N']})"
             raise ValueError(f"train.init {path}: its model config differs in {what}; only "
-                             "model.lambdas may differ, and model.N may grow")
+                             "model.lambdas may differ, model.N may grow and "
+                             "model.rate_modulation may be turned on")
+        if own["rate_modulation"] and not src_mod:
+            state = add_rate_modulation(state, len(src_cfg["lambdas"]), src_cfg["N"])
+            if self.rank == 0:
+                print("added the rate modulation of the transforms (at the identity)")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
         if src_cfg["N"] != own["N"]:
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"])
@@ -222,7 +240,8 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ck = torch.load(path, map_location="cpu", weights_only=False)
-        if ck["model_config"] != dataclasses.asdict(self.run.model):
+        # through the dataclass, so fields added since the checkpoint was written take defaults
+        if _stored_config(ck["model_config"]) != self.run.model:
             raise ValueError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(ck["model"])
         try:
