@@ -13,7 +13,7 @@ The same for the rate modulation (adapix.ratecond: tables at the identity, same 
 tables are the model's last parameters, so the Adam state of all others is kept and they start
 afresh), for the side-by-side run of the shipped model with and without it:
 
-    python scripts/widen_checkpoint.py runs/s19a/checkpoint.pt runs/s19b --rate-modulation
+    python scripts/widen_checkpoint.py runs/s18/checkpoint.pt runs/s19b --rate-modulation
     adapix train --config configs/default.toml --set model.rate_modulation=true \
         --set train.out=runs/s19b ...
 

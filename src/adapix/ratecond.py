@@ -1,4 +1,4 @@
-"""Rate-conditioned transforms: a per-channel affine map of each hidden layer, chosen by the quality.
+"""Rate-conditioned transforms: a per-channel affine map of each hidden layer, set by the quality.
 
 The variable-rate model shares one g_a and one g_s across all K lambda anchors and moves only the
 latent's per-channel gains with the quality (Cui et al. 2021, ``adapix.model``). With

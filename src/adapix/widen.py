@@ -116,9 +116,8 @@ def append_adam_params(opt_state: dict, count: int) -> dict:
     have = groups[0]["params"]
     if count < len(have):
         raise ValueError(f"the optimiser state has {len(have)} parameters, more than {count}")
-    group = {**groups[0], "params": list(have) + list(range(max(have, default=-1) + 1,
-                                                            max(have, default=-1) + 1
-                                                            + count - len(have)))}
+    start = max(have, default=-1) + 1  # indices for the new parameters
+    group = {**groups[0], "params": list(have) + list(range(start, start + count - len(have)))}
     state = {idx: {k: v.clone() if torch.is_tensor(v) else v for k, v in per.items()}
              for idx, per in opt_state["state"].items()}
     return {"state": state, "param_groups": [group]}
