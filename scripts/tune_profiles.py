@@ -150,8 +150,9 @@ CONFIGS: dict[str, Preset] = {
     # session 17, below MID_LAMBDA (after the fine-tuning): the search's candidates of a step in
     # 5 or 8 chunks instead of 3, 3 passes instead of 4 (scripts/search_trace.py --blocks showed
     # the fourth pass repeating the third: nothing kept, same candidates, same chunks).
-    # `best-c8p3` below MID_LAMBDA is `best` since session 17 (Preset.greedy_after_finetune); `best-s16` is best
-    # as it was (rows of session 16's `best` at quality 39.3 / 53.6 copied under that name)
+    # `best-c8p3` below MID_LAMBDA is `best` since session 17 (Preset.greedy_after_finetune);
+    # `best-s16` is best as it was (rows of session 16's `best` at quality 39.3 / 53.6 copied
+    # under that name)
     "best-s16": replace(BEST, greedy_after_finetune=None),
     "best-c5p3": replace(BEST, greedy_after_finetune=replace(BEST.greedy, chunks=5, passes=3)),
     "best-c8p3": replace(BEST, greedy_after_finetune=replace(BEST.greedy, chunks=8, passes=3)),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     try:
-        old = ModelConfig.from_json(json.dumps(ck["model_config"]))
+        old = ModelConfig.from_dict(ck["model_config"])
         N = old.N if args.N is None else args.N
         if N == old.N and not (args.rate_modulation and not old.rate_modulation):
             raise ValueError("nothing to do: give a larger --N or --rate-modulation")

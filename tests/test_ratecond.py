@@ -146,24 +146,29 @@ def test_widening_and_regridding_carry_the_tables(rm_model):
         assert torch.equal(table[1:], getattr(rm_model.rate_mod, name).detach())
 
 
-def test_append_adam_params_keeps_the_old_states():
-    model = AdapixModel(TINY)
+def _adam_after_one_step(model: AdapixModel) -> torch.optim.Adam:
+    """An Adam optimiser of the model's main-stage parameters with state (one step taken)."""
     params = trainable_parameters(model, "main")
     opt = torch.optim.Adam(params, lr=1e-3)
     sum(p.sum() for p in params).backward()
     opt.step()
-    state = opt.state_dict()
+    return opt
+
+
+def test_append_adam_params_keeps_the_old_states():
+    opt = _adam_after_one_step(AdapixModel(TINY))
+    n_old, state = len(opt.param_groups[0]["params"]), opt.state_dict()
     grown = AdapixModel(RM)
     new_params = trainable_parameters(grown, "main")
     out = append_adam_params(state, len(new_params))
     assert out["param_groups"][0]["params"] == list(range(len(new_params)))
     fresh = torch.optim.Adam(new_params, lr=1e-3)
     fresh.load_state_dict(out)  # fits
-    for i in range(len(params)):
+    for i in range(n_old):
         assert torch.equal(fresh.state_dict()["state"][i]["exp_avg"], state["state"][i]["exp_avg"])
-    assert all(i not in out["state"] for i in range(len(params), len(new_params)))
+    assert all(i not in out["state"] for i in range(n_old, len(new_params)))
     with pytest.raises(ValueError):
-        append_adam_params(state, len(params) - 1)
+        append_adam_params(state, n_old - 1)
 
 
 def test_checkpoint_script_turns_it_on_with_the_adam_state(tmp_path, capsys):
@@ -172,10 +177,7 @@ def test_checkpoint_script_turns_it_on_with_the_adam_state(tmp_path, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     model = AdapixModel(TINY)
-    params = trainable_parameters(model, "main")
-    opt = torch.optim.Adam(params, lr=1e-3)
-    sum(p.sum() for p in params).backward()
-    opt.step()
+    opt = _adam_after_one_step(model)
     ck = {"model": model.state_dict(), "opt": opt.state_dict(), "step": 7, "elapsed": 1.0,
           "model_config": dataclasses.asdict(TINY), "train_config": {}}
     torch.save(ck, tmp_path / "ck.pt")

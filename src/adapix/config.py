@@ -80,7 +80,13 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        """From ``dataclasses.asdict`` of a config (as checkpoints store it); fields added since
+        it was written take their defaults, unknown ones are an error."""
+        data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -237,12 +237,7 @@ class AdapixModel(nn.Module):
 
 def lambda_at(lambdas: tuple[float, ...], t: torch.Tensor) -> torch.Tensor:
     """lambda at quality positions t (B,) between the anchors ``lambdas``: log-linear."""
-    logs = torch.log(torch.tensor(lambdas))
-    K = logs.shape[0]
-    t = t.clamp(0, K - 1).float()
-    i0 = torch.floor(t).long().clamp(max=K - 2)
-    frac = t - i0.float()
-    return torch.exp(logs[i0] * (1 - frac) + logs[i0 + 1] * frac)
+    return torch.exp(interp_rows(torch.log(torch.tensor(lambdas)), t))
 
 
 def regrid_gains(table: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -94,11 +93,6 @@ def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parame
     for name, p in model.named_parameters():
         p.requires_grad_(_is_postfilter(name) == post)
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def _stored_config(data: dict) -> ModelConfig:
-    """The model config stored in a checkpoint (a dict of ``dataclasses.asdict``)."""
-    return ModelConfig.from_json(json.dumps(data))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -214,11 +208,12 @@ class Trainer:
             state, src_cfg = src.state_dict(), dataclasses.asdict(src.cfg)
         else:
             ck = torch.load(path, map_location="cpu", weights_only=False)
-            state, src_cfg = ck["model"], ck["model_config"]
+            state = ck["model"]
+            src_cfg = dataclasses.asdict(ModelConfig.from_dict(ck["model_config"]))
         own = dataclasses.asdict(self.run.model)
-        src_mod = bool(src_cfg.get("rate_modulation", False))
+        src_mod = src_cfg["rate_modulation"]
         differ = sorted(k for k in own if k not in ("lambdas", "N", "rate_modulation")
-                        and own[k] != src_cfg.get(k))
+                        and own[k] != src_cfg[k])
         if src_mod and not own["rate_modulation"]:
             differ.append("rate_modulation")
         if differ or src_cfg["N"] > own["N"]:
@@ -241,7 +236,7 @@ class Trainer:
     def _load(self, path: Path) -> None:
         ck = torch.load(path, map_location="cpu", weights_only=False)
         # through the dataclass, so fields added since the checkpoint was written take defaults
-        if _stored_config(ck["model_config"]) != self.run.model:
+        if ModelConfig.from_dict(ck["model_config"]) != self.run.model:
             raise ValueError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(ck["model"])
         try:
