@@ -1,16 +1,20 @@
-"""Tests of adapix.widen: a model widened from N to N' > N computes the same function and can
-learn with its new channels."""
+"""Tests of adapix.widen: a model widened from N to N' > N (or M to M' > M) computes the same
+function and can learn with its new channels."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
 
 from adapix.config import TINY
 from adapix.model import AdapixModel
-from adapix.widen import widen_adam_state, widen_state
+from adapix.train.loop import trainable_parameters
+from adapix.weights import build_tables
+from adapix.widen import index_maps, latent_index, widen_adam_state, widen_state
 
 
 def trained_like(cfg, seed=0) -> AdapixModel:
@@ -63,13 +67,15 @@ def test_new_channels_get_a_gradient():
     assert wide.g_s.body[0].weight.grad[:, TINY.N:].abs().sum() > 0  # ConvTranspose: (in, out)
 
 
-def test_only_a_growing_n_is_accepted():
+def test_only_a_growing_n_or_m_is_accepted():
     narrow = trained_like(TINY)
     with pytest.raises(ValueError, match="N to grow"):
         widen_state(narrow.state_dict(), TINY, AdapixModel(dataclasses.replace(TINY, N=8)))
-    with pytest.raises(ValueError, match="differ in M"):
+    with pytest.raises(ValueError, match="M to grow"):
+        widen_state(narrow.state_dict(), TINY, AdapixModel(dataclasses.replace(TINY, M=16)))
+    with pytest.raises(ValueError, match="differ in Nh"):
         widen_state(narrow.state_dict(), TINY,
-                    AdapixModel(dataclasses.replace(TINY, N=24, M=32)))
+                    AdapixModel(dataclasses.replace(TINY, N=24, Nh=24)))
 
 
 def test_adam_state_widens_so_the_trained_block_steps_as_before():
@@ -99,3 +105,114 @@ def test_adam_state_widens_so_the_trained_block_steps_as_before():
         assert torch.allclose(a, block, atol=1e-6), key
     with pytest.raises(ValueError, match="parameters"):
         widen_adam_state(opt.state_dict(), list(wide.parameters())[:-1])
+
+
+WIDE_M = dataclasses.replace(TINY, M=TINY.M + 8)  # two groups of 12 -> two groups of 16
+
+
+def test_latent_channels_keep_their_group_and_place():
+    index = latent_index(TINY, WIDE_M)
+    assert index.tolist() == list(range(12)) + list(range(16, 28))
+    maps = index_maps(TINY, AdapixModel(WIDE_M))
+    # the second group's context net reads [features | first group], the first group's at 0..11
+    ctx = maps["msp.coarse.1.net.0.weight"][1]
+    assert ctx.tolist() == list(range(48)) + list(range(64, 76))
+    assert maps["msp.coarse.1.net.6.bias"][0].tolist() == list(range(12)) + list(range(16, 28))
+
+
+@pytest.fixture
+def m_widened(make_model):
+    """(the perturbed TINY model, its copy widened to WIDE_M), tables built, in eval mode."""
+    narrow = make_model(0)
+    wide = AdapixModel(WIDE_M)
+    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide))
+    wide.eval()
+    build_tables(wide)
+    return narrow, wide
+
+
+def test_m_widened_model_codes_the_same_image(m_widened):
+    """The whole model, entropy coding included: the same reconstruction; the new latent channels
+    are 0 and cost next to nothing."""
+    narrow, wide = m_widened
+    x = torch.rand(1, 3, 64, 128)
+    t = torch.tensor([3.0])
+    with torch.no_grad():
+        a, b = narrow(x, t), wide(x, t)
+        lat = wide.analyse(x, t)
+    assert torch.allclose(a.x_hat, b.x_hat, atol=1e-5)
+    assert torch.equal(lat.y[:, latent_index(TINY, WIDE_M)], narrow.analyse(x, t).y)
+    new = torch.ones(WIDE_M.M, dtype=torch.bool)
+    new[latent_index(TINY, WIDE_M)] = False
+    assert torch.equal(lat.y[:, new], torch.zeros_like(lat.y[:, new]))
+    assert torch.allclose(a.bits_z, b.bits_z) and torch.allclose(a.bits_s, b.bits_s)
+    positions = x.shape[2] * x.shape[3] // 256
+    assert 0 <= float(b.bits_y - a.bits_y) < 1e-3 * positions * 8
+    coded_a, coded_b = narrow.compress(x, 3.0), wide.compress(x, 3.0)
+    assert torch.allclose(coded_a.x_hat, coded_b.x_hat, atol=1e-5)
+    assert float(a.bits_y) > 50  # the image is not coded as all zeros
+    decoded = wide.decompress(coded_b.streams, (64, 128), 3.0)
+    assert torch.equal(decoded, coded_b.x_hat)
+    assert len(coded_b.streams.content) <= len(coded_a.streams.content) + 4
+
+
+def test_new_latent_channels_get_a_gradient(m_widened):
+    _, wide = m_widened
+    wide.train()
+    x = torch.rand(2, 3, 64, 64)
+    out = wide(x, torch.tensor([5.0, 5.0]))
+    (out.bits.mean() / 4096 + 0.16 * 255 ** 2 * ((out.x_hat - x) ** 2).mean()).backward()
+    new = torch.ones(WIDE_M.M, dtype=torch.bool)
+    new[latent_index(TINY, WIDE_M)] = False
+    assert wide.g_a.net[6].weight.grad[new].abs().sum() > 0
+
+
+def test_adam_state_follows_the_latent_layout(m_widened):
+    narrow, _ = m_widened
+    opt = torch.optim.Adam(narrow.parameters(), lr=1e-3)
+    x = torch.rand(1, 3, 64, 64)
+    opt.zero_grad()
+    ((narrow(x, torch.tensor([2.0])).x_hat - x) ** 2).mean().backward()
+    opt.step()
+    wide = AdapixModel(WIDE_M)
+    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide))
+    maps = index_maps(TINY, wide)
+    names = [k for k, _ in wide.named_parameters()]
+    state = widen_adam_state(opt.state_dict(), list(wide.parameters()),
+                             [maps.get(k) for k in names])
+    i = names.index("g_a.net.6.weight")
+    narrow_avg = opt.state_dict()["state"][i]["exp_avg"]
+    wide_avg = state["state"][i]["exp_avg"]
+    index = latent_index(TINY, WIDE_M)
+    assert torch.equal(wide_avg[index], narrow_avg)
+    new = torch.ones(WIDE_M.M, dtype=torch.bool)
+    new[index] = False
+    assert torch.equal(wide_avg[new], torch.zeros_like(wide_avg[new]))
+    with pytest.raises(ValueError, match="index maps"):
+        widen_adam_state(opt.state_dict(), list(wide.parameters()), [None])
+
+
+def test_checkpoint_script_widens_m_with_the_adam_state(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "widen_checkpoint", Path(__file__).parents[1] / "scripts" / "widen_checkpoint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = trained_like(TINY)
+    opt = torch.optim.Adam(trainable_parameters(model, "main"), lr=1e-3)
+    x = torch.rand(1, 3, 64, 64)
+    ((model(x, torch.tensor([1.0])).x_hat - x) ** 2).mean().backward()
+    opt.step()
+    ck = {"model": model.state_dict(), "opt": opt.state_dict(), "step": 3, "elapsed": 1.0,
+          "model_config": dataclasses.asdict(TINY), "train_config": {}}
+    torch.save(ck, tmp_path / "ck.pt")
+    assert script.main([str(tmp_path / "ck.pt"), str(tmp_path / "out"), "--M", "32"]) == 0
+    out = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)
+    assert out["model_config"]["M"] == 32 and out["step"] == 3
+    wide = AdapixModel(WIDE_M)
+    wide.load_state_dict(out["model"])
+    params = trainable_parameters(wide, "main")
+    resumed = torch.optim.Adam(params, lr=1e-3)
+    resumed.load_state_dict(out["opt"])
+    i = [id(p) for p in params].index(id(wide.log_gain))
+    assert torch.equal(resumed.state_dict()["state"][i]["exp_avg"][:, latent_index(TINY, WIDE_M)],
+                       opt.state_dict()["state"][i]["exp_avg"])

@@ -1,10 +1,10 @@
-"""Function-preserving widening of the transforms: a trained model with N channels -> N' > N.
+"""Function-preserving widening: a trained model with N (and M) channels -> N' >= N, M' >= M.
 
-A larger model need not start from scratch. Every tensor of the wide model that has an N-sized
-dimension gets the trained values in its leading block; the new channels start so that they are
-exactly zero everywhere, so the wide model computes the same function as the narrow one (the idea of
-Chen et al., "Net2Net: Accelerating learning via knowledge transfer", ICLR 2016, with zero
-instead of copied units):
+A larger model need not start from scratch. Every tensor of the wide model that has a widened
+dimension gets the trained values at the old channels' new positions; the new channels start so
+that they are exactly zero everywhere, so the wide model computes the same function as the narrow
+one (the idea of Chen et al., "Net2Net: Accelerating learning via knowledge transfer", ICLR 2016,
+with zero instead of copied units):
 
     layer producing channels (Conv2d, Linear: dim 0; ConvTranspose2d: dim 1)
         new output channels: weight 0, bias 0      -> the new activations are 0
@@ -16,19 +16,31 @@ instead of copied units):
     rate-modulation tables (K, 3, N) (adapix.ratecond), if any: the new channels at zero, the
         identity
 
-Shapes: only ``ModelConfig.N`` may change (the channels of g_a, g_s and the generator's per-image
-synthesis weights, (B, N, 3, 5, 5)); M, Nh and the entropy model are copied unchanged.
+N (the channels of g_a, g_s and the generator's per-image synthesis weights, (B, N, 3, 5, 5)):
+the old channels keep their indices, the new ones come last.
+
+M (the latent y, (B, M, h, w), coded in ``groups`` channel groups of M / groups): each group
+grows by the same count at its end, so old channel c = g * Mg + o moves to g * Mg' + o (:func:`
+latent_index`) and keeps its group and its place in the coding order. Every tensor indexed by
+y's channels follows (the gains (K, M), g_a's last layer, g_s's, h_a's and the model stream's
+first layers); h_s's hidden and output channels (M, 3M/2, 2M) grow at their ends. The context
+nets' inputs ([hyper features 2M | decoded phases, M each | earlier groups, Mg each]) and outputs
+([mu Mg | log sigma Mg]) are mapped block by block. A new latent channel is y = 0 with mu = 0
+(zero weights) and sigma = ``scale_min`` (zero weights, bias log(scale_min)), so it rounds to 0
+and costs about 1e-5 bits per position: the same reconstruction, the same rate up to that.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
 
 from .config import ModelConfig
 from .layers import GDN
+from .model import AdapixModel
 
 
 def _out_dim(module: nn.Module) -> int:
@@ -36,55 +48,138 @@ def _out_dim(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.ConvTranspose2d) else 0
 
 
+def latent_index(old: ModelConfig, new: ModelConfig) -> torch.Tensor:
+    """Where each of the M latent channels of ``old`` sits among the M' of ``new`` (M,): channel
+    g * Mg + o of group g goes to g * Mg' + o."""
+    Mg, Mg_new = old.M // old.groups, new.M // new.groups
+    c = torch.arange(old.M)
+    return (c // Mg) * Mg_new + c % Mg
+
+
+def index_maps(old: ModelConfig, new_model: nn.Module) -> dict[str, tuple]:
+    """For each parameter of ``new_model`` whose shape differs from the ``old`` config's: per
+    dimension, the positions of the old entries in the new dimension (a LongTensor), or None
+    where the size is unchanged. Positions are a prefix except where the latent's channel
+    layout applies (module docstring)."""
+    new: ModelConfig = new_model.cfg
+    narrow = _shapes(old)
+    y = latent_index(old, new)
+    pre = torch.arange
+    Mg, Mg_new = old.M // old.groups, new.M // new.groups
+    maps: dict[str, tuple] = {}
+    for key, param in new_model.named_parameters():
+        shape = narrow[key]
+        if tuple(shape) == tuple(param.shape):
+            continue
+        maps[key] = tuple(None if a == b else pre(a) for a, b in zip(shape, param.shape))
+    if old.M == new.M:
+        return maps
+
+    def put(key, dim, index):
+        entry = list(maps[key])
+        entry[dim] = index
+        maps[key] = tuple(entry)
+
+    for key in ("log_gain", "log_inv_gain"):
+        put(key, 1, y)
+    put("g_a.net.6.weight", 0, y)
+    put("g_a.net.6.bias", 0, y)
+    put("g_s.body.0.weight", 0, y)
+    put("h_a.net.0.weight", 1, y)
+    put("syntax.proj.weight", 1, y)
+    out = torch.cat([pre(Mg), Mg_new + pre(Mg)])  # [mu | log sigma]
+    nets = [(f"msp.coarse.{g}", 0, g) for g in range(old.groups)]
+    nets += [(f"msp.phase_nets.{j - 1}.{g}", j, g) for j in range(1, 4) for g in range(old.groups)]
+    for name, blocks, g in nets:
+        ins = [pre(2 * old.M)]  # hyper features: prefix
+        ins += [2 * new.M + b * new.M + y for b in range(blocks)]  # decoded phases
+        ins += [2 * new.M + blocks * new.M + i * Mg_new + pre(Mg) for i in range(g)]  # groups
+        put(f"{name}.net.0.weight", 1, torch.cat(ins))
+        put(f"{name}.net.6.weight", 0, out)
+        put(f"{name}.net.6.bias", 0, out)
+    return maps
+
+
+def _shapes(cfg: ModelConfig) -> dict[str, torch.Size]:
+    """Parameter shapes of a model with config ``cfg``, without allocating its tensors."""
+    with torch.device("meta"):
+        return {k: p.shape for k, p in AdapixModel(cfg).named_parameters()}
+
+
 def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module
                 ) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
-    config differs only in a larger N), computing the same function up to float rounding.
-    ``new_model``'s own (freshly initialised) parameters provide the random init of the new input
-    channels; it is not modified."""
+    config differs only in a larger N and/or M), computing the same function up to float
+    rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
+    (freshly initialised) parameters provide the random init of the new input channels; it is
+    not modified."""
     new_cfg: ModelConfig = new_model.cfg
     differ = sorted(f.name for f in dataclasses.fields(ModelConfig)
-                    if f.name not in ("N", "lambdas")
+                    if f.name not in ("N", "M", "lambdas")
                     and getattr(old, f.name) != getattr(new_cfg, f.name))
     if differ:
-        raise ValueError(f"only N can be widened; the configs also differ in {', '.join(differ)}")
-    if new_cfg.N < old.N:
-        raise ValueError(f"widening needs N to grow, got {old.N} -> {new_cfg.N}")
+        raise ValueError(f"only N and M can be widened; the configs also differ in "
+                         f"{', '.join(differ)}")
+    for name in ("N", "M"):
+        if getattr(new_cfg, name) < getattr(old, name):
+            raise ValueError(f"widening needs {name} to grow, got {getattr(old, name)} -> "
+                             f"{getattr(new_cfg, name)}")
+    maps = index_maps(old, new_model)
     fresh = new_model.state_dict()
     out = dict(state)
+    log_sigma_min = math.log(new_cfg.scale_min)
     for name, module in new_model.named_modules():
         for pname, param in module.named_parameters(recurse=False):
             key = f"{name}.{pname}" if name else pname
             src = state.get(key)
             if src is None:
                 raise ValueError(f"the source state has no {key}")
-            if src.shape == param.shape:
+            if key not in maps:
+                if src.shape != param.shape:
+                    raise ValueError(f"{key}: expected {tuple(param.shape)}, got "
+                                     f"{tuple(src.shape)}")
                 continue
-            if src.dim() != param.dim() or any(a > b for a, b in zip(src.shape, param.shape)):
+            index = maps[key]
+            if tuple(src.shape) != tuple(len(i) if i is not None else n
+                                         for i, n in zip(index, param.shape)):
                 raise ValueError(f"{key}: cannot widen {tuple(src.shape)} to {tuple(param.shape)}")
             wide = fresh[key].detach().clone().to(src.dtype)
             if not isinstance(module, GDN):
-                if pname == "bias":
-                    wide.zero_()
-                else:
-                    dim_out = _out_dim(module)
-                    wide.narrow(dim_out, src.shape[dim_out],
-                                wide.shape[dim_out] - src.shape[dim_out]).zero_()
-            wide[tuple(slice(0, n) for n in src.shape)] = src
+                dim_out = 0 if pname == "bias" else _out_dim(module)
+                kept = index[dim_out]
+                if kept is not None:
+                    new_rows = torch.ones(wide.shape[dim_out], dtype=torch.bool)
+                    new_rows[kept] = False
+                    wide.index_fill_(dim_out, new_rows.nonzero().flatten(), 0.0)
+                    if pname == "bias" and key.startswith("msp.") and key.endswith("net.6.bias"):
+                        half = wide.shape[0] // 2  # [mu | log sigma]: new sigmas at scale_min
+                        wide[half:].masked_fill_(new_rows[half:], log_sigma_min)
+            _place(wide, src, index)
             out[key] = wide
     return out
 
 
-def widen_adam_state(opt_state: dict, params: list[torch.Tensor]) -> dict:
+def _place(wide: torch.Tensor, src: torch.Tensor, index: tuple) -> None:
+    """wide[index] = src, where index holds per dimension the target positions or None (all)."""
+    full = [i if i is not None else torch.arange(n) for i, n in zip(index, wide.shape)]
+    wide[torch.meshgrid(*full, indexing="ij")] = src.to(wide.dtype)
+
+
+def widen_adam_state(opt_state: dict, params: list[torch.Tensor],
+                     maps: list[tuple | None] | None = None) -> dict:
     """An Adam ``state_dict()`` for the narrow model's trainable parameters made to fit ``params``
-    (the wide model's, in the same order). Where a parameter grew, the first moment of the new
-    entries is 0 and the second the mean of the trained block's, so the new entries start at the
-    step size of their neighbours instead of the large first steps of an empty second moment; the
-    step counts are kept. The result shares no tensor with ``opt_state``."""
+    (the wide model's, in the same order). ``maps``, aligned with ``params``, gives each one's
+    :func:`index_maps` entry (None, or no ``maps``: the trained block is a prefix). Where a
+    parameter grew, the first moment of the new entries is 0 and the second the mean of the
+    trained block's, so the new entries start at the step size of their neighbours instead of the
+    large first steps of an empty second moment; the step counts are kept. The result shares no
+    tensor with ``opt_state``."""
     groups = opt_state["param_groups"]
     if sum(len(g["params"]) for g in groups) != len(params):
         raise ValueError(f"the optimiser state has {sum(len(g['params']) for g in groups)} "
                          f"parameters, the model {len(params)}")
+    if maps is not None and len(maps) != len(params):
+        raise ValueError(f"{len(maps)} index maps for {len(params)} parameters")
     state = {}
     for idx, per_param in opt_state["state"].items():
         shape = params[int(idx)].shape
@@ -96,9 +191,12 @@ def widen_adam_state(opt_state: dict, params: list[torch.Tensor]) -> dict:
             if old.dim() != len(shape) or any(a > b for a, b in zip(old.shape, shape)):
                 raise ValueError(f"parameter {idx}: cannot widen {tuple(old.shape)} to "
                                  f"{tuple(shape)}")
+            index = None if maps is None else maps[int(idx)]
+            if index is None:
+                index = tuple(None if a == b else torch.arange(a) for a, b in zip(old.shape, shape))
             fill = 0.0 if name == "exp_avg" else float(old.float().mean())
             wide = torch.full(shape, fill, dtype=old.dtype)
-            wide[tuple(slice(0, n) for n in old.shape)] = old
+            _place(wide, old, index)
             new[name] = wide
         state[idx] = new
     return {"state": state, "param_groups": groups}
@@ -123,4 +221,5 @@ def append_adam_params(opt_state: dict, count: int) -> dict:
     return {"state": state, "param_groups": [group]}
 
 
-__all__ = ["append_adam_params", "widen_adam_state", "widen_state"]
+__all__ = ["append_adam_params", "index_maps", "latent_index", "widen_adam_state",
+           "widen_state"]

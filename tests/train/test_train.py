@@ -16,6 +16,7 @@ from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
 from adapix.model import regrid_gains
 from adapix.train.loop import Trainer, lr_at, sample_positions
+from adapix.widen import latent_index
 
 TOML = """
 [model]
@@ -261,27 +262,32 @@ def test_init_from_a_model_with_fewer_anchors_regrids_the_gains(data_dir, tmp_pa
 
 
 def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, reference, capsys):
-    """train.init from the 5-step run into a model with 8 more channels N: the trained block is
-    the source's, the new channels' outgoing weights are zero, and training then runs."""
+    """train.init from the 5-step run into a model with 8 more channels N and 8 more latent
+    channels M: the trained block is the source's (the latent's channels in their groups), the
+    new channels' outgoing weights are zero, and training then runs."""
     src = tmp_path / "src.pt"
     torch.save(reference, src)
     base = run_config(data_dir, tmp_path / "widened", 2)
-    run = RunConfig(model=dataclasses.replace(base.model, N=TINY.N + 8),
-                    train=dataclasses.replace(base.train, init=str(src)))
+    wide_cfg = dataclasses.replace(base.model, N=TINY.N + 8, M=TINY.M + 8)
+    run = RunConfig(model=wide_cfg, train=dataclasses.replace(base.train, init=str(src)))
     trainer = Trainer(run, resume=False, progress=False)
-    assert "widened the transforms from N=16 to N=24" in capsys.readouterr().out
+    assert "widened the model from N=16, M=24 to N=24, M=32" in capsys.readouterr().out
     state = trainer.model.state_dict()
     first = state["g_a.net.0.weight"]
     assert torch.equal(first[:TINY.N], reference["model"]["g_a.net.0.weight"])
     assert torch.equal(first[TINY.N:], torch.zeros_like(first[TINY.N:]))
-    assert torch.equal(state["log_gain"], reference["model"]["log_gain"])
+    y = latent_index(TINY, wide_cfg)
+    assert torch.equal(state["log_gain"][:, y], reference["model"]["log_gain"])
+    assert torch.equal(state["g_a.net.6.weight"][y, :TINY.N],
+                       reference["model"]["g_a.net.6.weight"])
     trainer.fit()
     trained = trainer.model.state_dict()["g_a.net.0.weight"][TINY.N:]
     assert trainer.step == 2 and not torch.equal(trained, torch.zeros_like(trained))
-    narrower = RunConfig(model=dataclasses.replace(base.model, N=TINY.N - 8),
-                         train=dataclasses.replace(base.train, init=str(src)))
-    with pytest.raises(ValueError, match="model.N may grow"):
-        Trainer(narrower, resume=False, progress=False)
+    for name, value in (("N", TINY.N - 8), ("M", TINY.M - 8)):
+        narrower = RunConfig(model=dataclasses.replace(base.model, **{name: value}),
+                             train=dataclasses.replace(base.train, init=str(src)))
+        with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M may grow"):
+            Trainer(narrower, resume=False, progress=False)
 
 
 def test_init_turns_on_the_rate_modulation_at_the_identity(data_dir, tmp_path, reference,
@@ -329,9 +335,9 @@ def test_init_from_a_model_of_another_size_is_refused(data_dir, tmp_path, refere
     src = tmp_path / "src.pt"
     torch.save(reference, src)
     base = run_config(data_dir, tmp_path / "other", 1)
-    run = RunConfig(model=dataclasses.replace(base.model, M=32),
+    run = RunConfig(model=dataclasses.replace(base.model, Nh=32),
                     train=dataclasses.replace(base.train, init=str(src)))
-    with pytest.raises(ValueError, match="differs in M"):
+    with pytest.raises(ValueError, match="differs in Nh"):
         Trainer(run, resume=False, progress=False)
 
 

@@ -199,7 +199,7 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         """Starts from a weights file or checkpoint. Its model config must match, except that the
         lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`), N
-        may grow (the transforms are widened so that they compute the same function,
+        and M may grow (the model is widened so that it computes the same function,
         :func:`adapix.widen.widen_state`) and the rate modulation may be turned on (at the
         identity, :func:`adapix.ratecond.add_rate_modulation`)."""
         if path.endswith(".safetensors"):
@@ -212,25 +212,27 @@ class Trainer:
             src_cfg = dataclasses.asdict(ModelConfig.from_dict(ck["model_config"]))
         own = dataclasses.asdict(self.run.model)
         src_mod = src_cfg["rate_modulation"]
-        differ = sorted(k for k in own if k not in ("lambdas", "N", "rate_modulation")
+        grows = ("N", "M")
+        differ = sorted(k for k in own if k not in ("lambdas", "rate_modulation", *grows)
                         and own[k] != src_cfg[k])
         if src_mod and not own["rate_modulation"]:
             differ.append("rate_modulation")
-        if differ or src_cfg["N"] > own["N"]:
-            what = ", ".join(differ) or f"N ({src_cfg['N']} > {own['N']})"
-            raise ValueError(f"train.init {path}: its model config differs in {what}; only "
-                             "model.lambdas may differ, model.N may grow and "
-                             "model.rate_modulation may be turned on")
+        differ += [f"{k} ({src_cfg[k]} > {own[k]})" for k in grows if src_cfg[k] > own[k]]
+        if differ:
+            raise ValueError(f"train.init {path}: its model config differs in "
+                             f"{', '.join(differ)}; only model.lambdas may differ, model.N and "
+                             "model.M may grow and model.rate_modulation may be turned on")
         if own["rate_modulation"] and not src_mod:
             state = add_rate_modulation(state, len(src_cfg["lambdas"]), src_cfg["N"])
             if self.rank == 0:
                 print("added the rate modulation of the transforms (at the identity)")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
-        if src_cfg["N"] != own["N"]:
-            src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"])
+        if any(src_cfg[k] != own[k] for k in grows):
+            src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
             state = widen_state(state, src_model_cfg, self.model)
             if self.rank == 0:
-                print(f"widened the transforms from N={src_cfg['N']} to N={own['N']}")
+                print(f"widened the model from N={src_cfg['N']}, M={src_cfg['M']} to "
+                      f"N={own['N']}, M={own['M']}")
         self.model.load_state_dict(state)
 
     def _load(self, path: Path) -> None:
