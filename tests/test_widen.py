@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from adapix.config import TINY
 from adapix.model import AdapixModel
 from adapix.train.loop import trainable_parameters
-from adapix.weights import build_tables
+from adapix.weights import build_tables, export_weights
 from adapix.widen import index_maps, latent_index, widen_adam_state, widen_state
 
 
@@ -216,3 +217,29 @@ def test_checkpoint_script_widens_m_with_the_adam_state(tmp_path):
     i = [id(p) for p in params].index(id(wide.log_gain))
     assert torch.equal(resumed.state_dict()["state"][i]["exp_avg"][:, latent_index(TINY, WIDE_M)],
                        opt.state_dict()["state"][i]["exp_avg"])
+
+
+def test_latent_usage_script_finds_the_new_channels_unused(m_widened, synth_image, tmp_path,
+                                                           capsys):
+    """scripts/latent_usage.py on a model just widened in M: the new channels are all 0."""
+    spec = importlib.util.spec_from_file_location(
+        "latent_usage", Path(__file__).parents[1] / "scripts" / "latent_usage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    _, wide = m_widened
+    weights = tmp_path / "wide.safetensors"
+    export_weights(wide, weights, "tiny-wide", fp16=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(synth_image(64, 128)).save(images / "a.png")
+    args = [str(images), "--weights", str(weights), "--positions", "2,5"]
+    assert script.main(args + ["--old-M", "24"]) == 0
+    rows = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(rows) == 2
+    for row in rows:
+        old, new, psnr = row.split(" | ")
+        assert new == "0.000 / 0.000" and float(old.split(" / ")[0]) > 0.1
+        assert len(psnr.split(" / ")) == 3
+    assert script.main(args + ["--old-M", "25"]) == 2
+    assert "divisible" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,133 @@
+"""How much of the latent y a model uses, per quality: are all M channels needed?
+
+    python scripts/latent_usage.py IMAGE_DIR [--weights FILE] [--positions LIST] [--old-M M]
+                                  [--drop LIST] [--threads N]
+
+On every image of IMAGE_DIR (cropped to a multiple of 64, at most 512x384 from the top left), at
+each quality position t (0 .. K-1, the lambda anchors):
+
+  mean |y|, share |y| >= 0.5   of the gained latent y = g_a(x) * gain(t) (B, M, H/16, W/16):
+                               its size, and how often it is far enough from 0 to round away
+                               from it (a channel that never is codes nothing);
+  unquantised, weakest k% 0    PSNR of g_s(y) with y continuous (as scripts/transform_ceiling.py)
+                               and with the k% of channels of least mean y**2 over the images
+                               set to 0: what the weakest channels carry.
+
+With ``--old-M``, for a model widened from M_old latent channels (adapix.widen), the first two
+columns are given for the old channels and the new ones apart: whether training has put the new
+channels to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from adapix.entropy.factorized import round_ste
+from adapix.train.data import list_images, load_rgb
+from adapix.weights import load_weights
+from adapix.widen import latent_index
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers >= 0, got {text!r}")
+    return values
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(float(((a.clamp(0, 1) - b) ** 2).mean()))
+
+
+def _images(folder: str) -> list[torch.Tensor]:
+    xs = []
+    for path in list_images(folder):
+        rgb = load_rgb(path, None)
+        if rgb is None or min(rgb.shape[:2]) < 64:
+            continue
+        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255)
+        h, w = min(x.shape[1] // 64 * 64, 384), min(x.shape[2] // 64 * 64, 512)
+        xs.append(x[:, :h, :w].unsqueeze(0))
+    return xs
+
+
+def _usage(ys: list[torch.Tensor], channels: torch.Tensor) -> str:
+    size = sum(float(y[:, channels].abs().mean()) for y in ys) / len(ys)
+    away = sum(float((y[:, channels].abs() >= 0.5).float().mean()) for y in ys) / len(ys)
+    return f"{size:.3f} / {away:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", help="folder of PNG/JPEG images")
+    p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
+    p.add_argument("--positions", type=_numbers, default=None,
+                   help="quality positions t, e.g. 3,7 (default: every anchor, 0 .. K-1)")
+    p.add_argument("--old-M", type=int, default=None,
+                   help="the latent channels before widening: report old and new apart")
+    p.add_argument("--drop", type=_numbers, default=[10, 25],
+                   help="percentages of the weakest channels to set to 0 (default 10,25)")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if not Path(a.images).is_dir():
+        print(f"error: {a.images} is not a folder", file=sys.stderr)
+        return 2
+    model = load_weights(a.weights).model.eval()
+    cfg = model.cfg
+    K = len(cfg.lambdas)
+    positions = a.positions or [float(t) for t in range(K)]
+    if max(positions) > K - 1:
+        print(f"error: this model's positions run from 0 to {K - 1}", file=sys.stderr)
+        return 2
+    if any(d > 100 for d in a.drop):
+        print("error: --drop takes percentages up to 100", file=sys.stderr)
+        return 2
+    groups = [("all", torch.ones(cfg.M, dtype=torch.bool))]
+    if a.old_M is not None:
+        if not (0 < a.old_M < cfg.M and a.old_M % cfg.groups == 0):
+            print(f"error: --old-M must be below M = {cfg.M} and divisible by its groups "
+                  f"({cfg.groups})", file=sys.stderr)
+            return 2
+        old = torch.zeros(cfg.M, dtype=torch.bool)
+        old[latent_index(dataclasses.replace(cfg, M=a.old_M), cfg)] = True
+        groups = [("old", old), ("new", ~old)]
+    xs = _images(a.images)
+    if not xs:
+        print(f"error: no image of at least 64x64 in {a.images}", file=sys.stderr)
+        return 2
+    names = " | ".join(f"{n}: mean |y| / share |y| >= 0.5" for n, _ in groups)
+    drops = ", ".join(f"weakest {d:g}% 0" for d in a.drop)
+    print(f"{len(xs)} images, M = {cfg.M}; t: {names} | PSNR unquantised, {drops} (dB)")
+    with torch.no_grad():
+        for t in positions:
+            tt = torch.tensor([t])
+            lats = [model.analyse(x, tt) for x in xs]
+            ys = [lat.y for lat in lats]
+            order = sum((y ** 2).mean(dim=(0, 2, 3)) for y in ys).argsort()
+            psnrs = []
+            for d in [0.0, *a.drop]:
+                weakest = order[: int(round(d / 100 * cfg.M))]
+                total = 0.0
+                for x, lat in zip(xs, lats):
+                    y = lat.y.clone()
+                    y[:, weakest] = 0
+                    total += _psnr(model.synthesize(y, round_ste(lat.s), tt, False), x)
+                psnrs.append(f"{total / len(xs):.2f}")
+            usage = " | ".join(_usage(ys, ch) for _, ch in groups)
+            print(f"t={t:g}\t{usage} | {' / '.join(psnrs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
