@@ -80,24 +80,30 @@ def index_maps(old: ModelConfig, new_model: nn.Module) -> dict[str, tuple]:
         entry[dim] = index
         maps[key] = tuple(entry)
 
-    for key in ("log_gain", "log_inv_gain"):
-        put(key, 1, y)
-    put("g_a.net.6.weight", 0, y)
-    put("g_a.net.6.bias", 0, y)
-    put("g_s.body.0.weight", 0, y)
-    put("h_a.net.0.weight", 1, y)
-    put("syntax.proj.weight", 1, y)
+    last = f"g_a.net.{len(new_model.g_a.net) - 1}"
+    for key, dim in (("log_gain", 1), ("log_inv_gain", 1), (f"{last}.weight", 0),
+                     (f"{last}.bias", 0), ("g_s.body.0.weight", 0), ("h_a.net.0.weight", 1),
+                     ("syntax.proj.weight", 1)):
+        put(key, dim, y)
     out = torch.cat([pre(Mg), Mg_new + pre(Mg)])  # [mu | log sigma]
-    nets = [(f"msp.coarse.{g}", 0, g) for g in range(old.groups)]
-    nets += [(f"msp.phase_nets.{j - 1}.{g}", j, g) for j in range(1, 4) for g in range(old.groups)]
-    for name, blocks, g in nets:
+    for first, last, blocks, g in _context_layers(new_model):
         ins = [pre(2 * old.M)]  # hyper features: prefix
         ins += [2 * new.M + b * new.M + y for b in range(blocks)]  # decoded phases
         ins += [2 * new.M + blocks * new.M + i * Mg_new + pre(Mg) for i in range(g)]  # groups
-        put(f"{name}.net.0.weight", 1, torch.cat(ins))
-        put(f"{name}.net.6.weight", 0, out)
-        put(f"{name}.net.6.bias", 0, out)
+        put(f"{first}.weight", 1, torch.cat(ins))
+        put(f"{last}.weight", 0, out)
+        put(f"{last}.bias", 0, out)
     return maps
+
+
+def _context_layers(model: nn.Module) -> list[tuple[str, str, int, int]]:
+    """(first layer's name, last layer's name, decoded phases in the input, group) of each MSP
+    context net of ``model`` (adapix.entropy.msp)."""
+    nets = [(f"msp.coarse.{g}", net, 0, g) for g, net in enumerate(model.msp.coarse)]
+    nets += [(f"msp.phase_nets.{j}.{g}", net, j + 1, g)
+             for j, phase in enumerate(model.msp.phase_nets) for g, net in enumerate(phase)]
+    return [(f"{name}.net.0", f"{name}.net.{len(net.net) - 1}", blocks, g)
+            for name, net, blocks, g in nets]
 
 
 def _shapes(cfg: ModelConfig) -> dict[str, torch.Size]:
@@ -128,6 +134,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
     fresh = new_model.state_dict()
     out = dict(state)
     log_sigma_min = math.log(new_cfg.scale_min)
+    sigma_biases = {f"{last}.bias" for _, last, _, _ in _context_layers(new_model)}
     for name, module in new_model.named_modules():
         for pname, param in module.named_parameters(recurse=False):
             key = f"{name}.{pname}" if name else pname
@@ -151,7 +158,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                     new_rows = torch.ones(wide.shape[dim_out], dtype=torch.bool)
                     new_rows[kept] = False
                     wide.index_fill_(dim_out, new_rows.nonzero().flatten(), 0.0)
-                    if pname == "bias" and key.startswith("msp.") and key.endswith("net.6.bias"):
+                    if key in sigma_biases:
                         half = wide.shape[0] // 2  # [mu | log sigma]: new sigmas at scale_min
                         wide[half:].masked_fill_(new_rows[half:], log_sigma_min)
             _place(wide, src, index)
