@@ -34,7 +34,7 @@ from adapix.weights import load_weights
 from adapix.widen import latent_index
 
 
-def _numbers(text: str) -> list[float]:
+def numbers(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -45,11 +45,13 @@ def _numbers(text: str) -> list[float]:
     return values
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return -10 * math.log10(float(((a.clamp(0, 1) - b) ** 2).mean()))
 
 
-def _images(folder: str) -> list[torch.Tensor]:
+def load_crops(folder: str) -> list[torch.Tensor]:
+    """The images of ``folder`` of at least 64x64, cropped to a multiple of 64 and at most 512x384
+    from the top left, as (1, 3, H, W) in [0, 1] (also used by transform_ceiling.py)."""
     xs = []
     for path in list_images(folder):
         rgb = load_rgb(path, None)
@@ -72,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="folder of PNG/JPEG images")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
-    p.add_argument("--positions", type=_numbers, default=None,
+    p.add_argument("--positions", type=numbers, default=None,
                    help="quality positions t, e.g. 3,7 (default: every anchor, 0 .. K-1)")
     p.add_argument("--old-M", type=int, default=None,
                    help="the latent channels before widening: report old and new apart")
-    p.add_argument("--drop", type=_numbers, default=[10, 25],
+    p.add_argument("--drop", type=numbers, default=[10, 25],
                    help="percentages of the weakest channels to set to 0 (default 10,25)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         old = torch.zeros(cfg.M, dtype=torch.bool)
         old[latent_index(dataclasses.replace(cfg, M=a.old_M), cfg)] = True
         groups = [("old", old), ("new", ~old)]
-    xs = _images(a.images)
+    xs = load_crops(a.images)
     if not xs:
         print(f"error: no image of at least 64x64 in {a.images}", file=sys.stderr)
         return 2
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 for x, lat in zip(xs, lats):
                     y = lat.y.clone()
                     y[:, weakest] = 0
-                    total += _psnr(model.synthesize(y, round_ste(lat.s), tt, False), x)
+                    total += psnr(model.synthesize(y, round_ste(lat.s), tt, False), x)
                 psnrs.append(f"{total / len(xs):.2f}")
             usage = " | ".join(_usage(ys, ch) for _, ch in groups)
             print(f"t={t:g}\t{usage} | {' / '.join(psnrs)}")

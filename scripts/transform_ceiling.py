@@ -1,4 +1,4 @@
-"""The transforms' ceiling: PSNR with y rounded (what is coded) against y left continuous, per quality.
+"""The transforms' ceiling: PSNR with y rounded (what is coded) against y continuous, per quality.
 
     python scripts/transform_ceiling.py IMAGE_DIR [--weights FILE] [--positions LIST]
 
@@ -15,35 +15,21 @@ curve flattens there because of the transforms, not the entropy model.
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import torch
 
-from adapix.train.data import list_images, load_rgb
 from adapix.weights import load_weights
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return -10 * math.log10(float(((a.clamp(0, 1) - b) ** 2).mean()))
-
-
-def _positions(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positions >= 0, got {text!r}")
-    return values
+from latent_usage import load_crops, numbers, psnr  # scripts/, beside this file
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="folder of PNG/JPEG images")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
-    p.add_argument("--positions", type=_positions, default=None,
+    p.add_argument("--positions", type=numbers, default=None,
                    help="quality positions t, e.g. 0,1,2,4.75 (default: every anchor, 0 .. K-1)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -57,14 +43,7 @@ def main(argv: list[str]) -> int:
     if max(positions) > K - 1:
         print(f"error: this model's positions run from 0 to {K - 1}", file=sys.stderr)
         return 2
-    xs = []
-    for path in list_images(a.images):
-        rgb = load_rgb(path, None)
-        if rgb is None or min(rgb.shape[:2]) < 64:
-            continue
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255)
-        h, w = min(x.shape[1] // 64 * 64, 384), min(x.shape[2] // 64 * 64, 512)
-        xs.append(x[:, :h, :w].unsqueeze(0))
+    xs = load_crops(a.images)
     if not xs:
         print(f"error: no image of at least 64x64 in {a.images}", file=sys.stderr)
         return 2
@@ -76,10 +55,10 @@ def main(argv: list[str]) -> int:
             for x in xs:
                 out = model(x, tt)
                 bpp.append(float(out.bits) / (x.shape[2] * x.shape[3]))
-                rounded.append(_psnr(out.x_hat, x))
+                rounded.append(psnr(out.x_hat, x))
                 lat = model.analyse(x, tt)
                 x_c = model.synthesize(lat.y, torch.round(lat.s), tt, postfilter=False)
-                cont.append(_psnr(x_c, x))
+                cont.append(psnr(x_c, x))
             n = len(xs)
             print(f"t={t:<5g} {sum(bpp) / n:.3f} bpp  {sum(rounded) / n:.2f} dB  "
                   f"{sum(cont) / n:.2f} dB")
