@@ -69,30 +69,48 @@ def _usage(ys: list[torch.Tensor], channels: torch.Tensor) -> str:
     return f"{size:.3f} / {away:.3f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """The images folder, --weights, --positions (``example`` in its help) and --threads (also
+    used by transform_ceiling.py)."""
     p.add_argument("images", help="folder of PNG/JPEG images")
     p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
     p.add_argument("--positions", type=numbers, default=None,
-                   help="quality positions t, e.g. 3,7 (default: every anchor, 0 .. K-1)")
+                   help=f"quality positions t, e.g. {example} (default: every anchor, 0 .. K-1)")
+    p.add_argument("--threads", type=int, default=1)
+
+
+def open_inputs(a: argparse.Namespace):
+    """(model in eval mode, positions, crops) for the parsed common arguments, with torch's
+    threads set; ValueError with the message for the user when they do not fit."""
+    torch.set_num_threads(a.threads)
+    if not Path(a.images).is_dir():
+        raise ValueError(f"{a.images} is not a folder")
+    model = load_weights(a.weights).model.eval()
+    K = len(model.cfg.lambdas)
+    positions = a.positions or [float(t) for t in range(K)]
+    if max(positions) > K - 1:
+        raise ValueError(f"this model's positions run from 0 to {K - 1}")
+    xs = load_crops(a.images)
+    if not xs:
+        raise ValueError(f"no image of at least 64x64 in {a.images}")
+    return model, positions, xs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(p, "3,7")
     p.add_argument("--old-M", type=int, default=None,
                    help="the latent channels before widening: report old and new apart")
     p.add_argument("--drop", type=numbers, default=[10, 25],
                    help="percentages of the weakest channels to set to 0 (default 10,25)")
-    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    if not Path(a.images).is_dir():
-        print(f"error: {a.images} is not a folder", file=sys.stderr)
+    try:
+        model, positions, xs = open_inputs(a)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    model = load_weights(a.weights).model.eval()
     cfg = model.cfg
-    K = len(cfg.lambdas)
-    positions = a.positions or [float(t) for t in range(K)]
-    if max(positions) > K - 1:
-        print(f"error: this model's positions run from 0 to {K - 1}", file=sys.stderr)
-        return 2
     if any(d > 100 for d in a.drop):
         print("error: --drop takes percentages up to 100", file=sys.stderr)
         return 2
@@ -105,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         old = torch.zeros(cfg.M, dtype=torch.bool)
         old[latent_index(dataclasses.replace(cfg, M=a.old_M), cfg)] = True
         groups = [("old", old), ("new", ~old)]
-    xs = load_crops(a.images)
-    if not xs:
-        print(f"error: no image of at least 64x64 in {a.images}", file=sys.stderr)
-        return 2
     names = " | ".join(f"{n}: mean |y| / share |y| >= 0.5" for n, _ in groups)
     drops = ", ".join(f"weakest {d:g}% 0" for d in a.drop)
     print(f"{len(xs)} images, M = {cfg.M}; t: {names} | PSNR unquantised, {drops} (dB)")

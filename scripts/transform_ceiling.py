@@ -16,36 +16,21 @@ curve flattens there because of the transforms, not the entropy model.
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-from adapix.weights import load_weights
-from latent_usage import load_crops, numbers, psnr  # scripts/, beside this file
+from latent_usage import add_common_arguments, open_inputs, psnr  # scripts/, beside this file
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", help="folder of PNG/JPEG images")
-    p.add_argument("--weights", default=None, help="weights file (default: the shipped model)")
-    p.add_argument("--positions", type=numbers, default=None,
-                   help="quality positions t, e.g. 0,1,2,4.75 (default: every anchor, 0 .. K-1)")
-    p.add_argument("--threads", type=int, default=1)
+    add_common_arguments(p, "0,1,2,4.75")
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    if not Path(a.images).is_dir():
-        print(f"error: {a.images} is not a folder", file=sys.stderr)
-        return 2
-    model = load_weights(a.weights).model.eval()
-    K = len(model.cfg.lambdas)
-    positions = a.positions or [float(t) for t in range(K)]
-    if max(positions) > K - 1:
-        print(f"error: this model's positions run from 0 to {K - 1}", file=sys.stderr)
-        return 2
-    xs = load_crops(a.images)
-    if not xs:
-        print(f"error: no image of at least 64x64 in {a.images}", file=sys.stderr)
+    try:
+        model, positions, xs = open_inputs(a)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(xs)} images; t: est. bpp, PSNR rounded, PSNR unquantised (dB), means over images")
     with torch.no_grad():

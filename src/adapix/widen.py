@@ -27,7 +27,7 @@ first layers); h_s's hidden and output channels (M, 3M/2, 2M) grow at their ends
 nets' inputs ([hyper features 2M | decoded phases, M each | earlier groups, Mg each]) and outputs
 ([mu Mg | log sigma Mg]) are mapped block by block. A new latent channel is y = 0 with mu = 0
 (zero weights) and sigma = ``scale_min`` (zero weights, bias log(scale_min)), so it rounds to 0
-and costs about 1e-5 bits per position: the same reconstruction, the same rate up to that.
+and costs about 1e-5 bits per new element: the same reconstruction, the same rate up to that.
 """
 
 from __future__ import annotations
