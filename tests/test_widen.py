@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,29 @@ def test_latent_usage_script_finds_the_new_channels_unused(m_widened, synth_imag
     assert script.main(args + ["--old-M", "25"]) == 2
     assert "divisible" in capsys.readouterr().err
     assert script.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_new_sigma_widens_only_the_new_channels_prior(make_model):
+    """widen_state(new_sigma=s): the new latent channels' sigma is s (the context nets' log-sigma
+    bias), the old channels' prior and the reconstruction are unchanged, and the new (still
+    zero) channels now cost bits; a sigma <= 0 is refused."""
+    narrow = make_model(0)
+    plain, wide = AdapixModel(WIDE_M), AdapixModel(WIDE_M)
+    plain.load_state_dict(widen_state(narrow.state_dict(), TINY, plain))
+    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide, new_sigma=2.0))
+    Mg, Mg_new = TINY.M // TINY.groups, WIDE_M.M // WIDE_M.groups
+    for g, net in enumerate(wide.msp.coarse):
+        bias = net.net[len(net.net) - 1].bias.detach()
+        old_bias = plain.msp.coarse[g].net[len(net.net) - 1].bias.detach()
+        assert torch.allclose(bias[Mg_new + Mg:], torch.full((Mg_new - Mg,), math.log(2.0)))
+        assert torch.equal(bias[:Mg_new + Mg], old_bias[:Mg_new + Mg])
+    x, t = torch.rand(1, 3, 64, 64), torch.tensor([3.0])
+    plain.eval(), wide.eval()
+    with torch.no_grad():
+        a, b = plain(x, t), wide(x, t)
+    assert torch.allclose(a.x_hat, b.x_hat, atol=1e-6)
+    new_elements = (WIDE_M.M - TINY.M) * 64 * 64 // 256
+    per_element = -math.log2(math.erf(0.5 / (2.0 * math.sqrt(2))))  # P(|n| < 1/2), n ~ N(0, 2)
+    assert float(b.bits_y - a.bits_y) == pytest.approx(per_element * new_elements, rel=0.02)
+    with pytest.raises(ValueError, match="new_sigma must be > 0"):
+        widen_state(narrow.state_dict(), TINY, AdapixModel(WIDE_M), new_sigma=0.0)

@@ -145,14 +145,15 @@ class AdapixModel(nn.Module):
         y_in = y_hat * self._interp(self.log_inv_gain, t).to(y_hat.dtype)
         return self.g_s(y_in, gen.synthesis_delta, self.synthesis_mods(t)), gen
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False) -> ForwardOutput:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False,
+                rate_weight: torch.Tensor | None = None) -> ForwardOutput:
         lat = self.analyse(x, t)
         _, bits_z = self.z_prior(lat.z)
         _, bits_s = self.s_prior(lat.s.unsqueeze(-1))
         z_hat = round_ste(lat.z)
         s_hat = round_ste(lat.s)
         feats = self.h_s(z_hat)
-        y_hat, bits_y = self.msp(feats, lat.y)
+        y_hat, bits_y = self.msp(feats, lat.y, rate_weight=rate_weight)
         x_hat = self.synthesize(y_hat, s_hat, t, postfilter)
         return ForwardOutput(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z, bits_s=bits_s)
 

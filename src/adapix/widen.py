@@ -112,13 +112,19 @@ def _shapes(cfg: ModelConfig) -> dict[str, torch.Size]:
         return {k: p.shape for k, p in AdapixModel(cfg).named_parameters()}
 
 
-def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module
-                ) -> dict[str, torch.Tensor]:
+def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module,
+                new_sigma: float | None = None) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
     config differs only in a larger N and/or M), computing the same function up to float
     rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
     (freshly initialised) parameters provide the random init of the new input channels; it is
-    not modified."""
+    not modified. ``new_sigma`` (> 0): the new latent channels' sigma instead of scale_min. The
+    reconstruction stays the same (y is still 0), but each new element then costs about
+    -log2 P(|n| < 1/2) bits for n ~ N(0, new_sigma): a wide prior the channels can grow into,
+    where Adam (about lr per step on log sigma) would take tens of thousands of steps to widen
+    scale_min (used with the trainer's ``new_rate_ramp``)."""
+    if new_sigma is not None and new_sigma <= 0:
+        raise ValueError(f"new_sigma must be > 0, got {new_sigma}")
     new_cfg: ModelConfig = new_model.cfg
     differ = sorted(f.name for f in dataclasses.fields(ModelConfig)
                     if f.name not in ("N", "M", "lambdas")
@@ -133,7 +139,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
     maps = index_maps(old, new_model)
     fresh = new_model.state_dict()
     out = dict(state)
-    log_sigma_min = math.log(new_cfg.scale_min)
+    log_sigma_new = math.log(new_sigma or new_cfg.scale_min)
     sigma_biases = {f"{last}.bias" for _, last, _, _ in _context_layers(new_model)}
     for name, module in new_model.named_modules():
         for pname, param in module.named_parameters(recurse=False):
@@ -159,8 +165,8 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                     new_rows[kept] = False
                     wide.index_fill_(dim_out, new_rows.nonzero().flatten(), 0.0)
                     if key in sigma_biases:
-                        half = wide.shape[0] // 2  # [mu | log sigma]: new sigmas at scale_min
-                        wide[half:].masked_fill_(new_rows[half:], log_sigma_min)
+                        half = wide.shape[0] // 2  # [mu | log sigma]: new sigmas
+                        wide[half:].masked_fill_(new_rows[half:], log_sigma_new)
             _place(wide, src, index)
             out[key] = wide
     return out

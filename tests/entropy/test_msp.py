@@ -206,3 +206,25 @@ def test_decoding_needs_the_same_features(msp, snap, fixed):
         return
     assert not torch.equal(y_other, y_hat)
     assert np.isfinite(y_other.numpy()).all()
+
+
+def test_rate_weight_scales_each_channels_bits(msp):
+    """forward's rate_weight (M,) multiplies each latent channel's bits: ones change nothing,
+    zeros on one group remove exactly that group's share, and a wrong shape is refused."""
+    feats, y = feats_and_y(8, 8, seed=7)
+    Mg = CFG.M // CFG.groups
+
+    def bits(weight):
+        with torch.no_grad():
+            return float(msp(feats.float(), y, rate_mode="ste", rate_weight=weight)[1])
+
+    full = bits(None)
+    assert full > 0
+    assert bits(torch.ones(CFG.M)) == pytest.approx(full, rel=1e-6)
+    assert bits(torch.full((CFG.M,), 0.25)) == pytest.approx(0.25 * full, rel=1e-5)
+    first, rest = torch.zeros(CFG.M), torch.zeros(CFG.M)
+    first[:Mg], rest[Mg:] = 1.0, 1.0
+    assert 0 < bits(first) < full and 0 < bits(rest) < full
+    assert bits(first) + bits(rest) == pytest.approx(full, rel=1e-5)
+    with pytest.raises(ValueError, match="rate_weight must have shape"):
+        bits(torch.ones(CFG.M + 1))

@@ -15,7 +15,7 @@ from PIL import Image
 from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
 from adapix.model import regrid_gains
-from adapix.train.loop import Trainer, lr_at, sample_positions
+from adapix.train.loop import Trainer, lr_at, new_channel_rate_weight, sample_positions
 from adapix.widen import latent_index
 
 TOML = """
@@ -288,6 +288,53 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
                              train=dataclasses.replace(base.train, init=str(src)))
         with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M may grow"):
             Trainer(narrower, resume=False, progress=False)
+
+
+def test_new_channels_rate_weight_ramps_from_zero(tmp_path):
+    """new_channel_rate_weight: 1 on the old channels, step / ramp on those added by widening M,
+    None once the ramp is over or when none is set; the settings are checked together."""
+    wide = dataclasses.replace(TINY, M=TINY.M + 8)
+    cfg = TrainConfig(new_rate_from_m=TINY.M, new_rate_ramp=100)
+    new = torch.ones(wide.M, dtype=torch.bool)
+    new[latent_index(TINY, wide)] = False
+    for step, share in ((0, 0.0), (25, 0.25), (99, 0.99)):
+        w = new_channel_rate_weight(wide, cfg, step)
+        assert torch.equal(w[~new], torch.ones(TINY.M))
+        assert torch.allclose(w[new], torch.full((8,), share))
+    assert new_channel_rate_weight(wide, cfg, 100) is None
+    assert new_channel_rate_weight(wide, TrainConfig(), 0) is None
+    m = f"model.M={wide.M}"
+    for bad in (["train.new_rate_ramp=100"], ["train.new_rate_from_m=24"],
+                [m, "train.new_rate_from_m=23", "train.new_rate_ramp=10"],
+                [m, f"train.new_rate_from_m={wide.M}", "train.new_rate_ramp=10"],
+                ["train.init_new_sigma=-1"]):
+        with pytest.raises(ValueError, match="new_rate|init_new_sigma"):
+            load_run_config(None, [f"model.groups={TINY.groups}", *bad])
+
+
+def test_init_widening_m_with_a_rate_ramp_trains(data_dir, tmp_path, reference):
+    """train.init into 8 more latent channels with init_new_sigma and a rate ramp: the new
+    channels start with that sigma, and the weighted rate lowers the first step's loss."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "ramp", 2)
+    wide_cfg = dataclasses.replace(base.model, M=TINY.M + 8)
+    train = dataclasses.replace(base.train, init=str(src), init_new_sigma=1.5,
+                                new_rate_from_m=TINY.M, new_rate_ramp=1000)
+    trainer = Trainer(RunConfig(model=wide_cfg, train=train), resume=False, progress=False)
+    Mg_new = wide_cfg.M // wide_cfg.groups
+    bias = trainer.model.msp.coarse[0].net[-1].bias.detach()
+    assert torch.allclose(bias[2 * Mg_new - 4:], torch.full((4,), math.log(1.5)))
+    x = torch.rand(2, 3, 64, 64)
+    torch.manual_seed(0)
+    ramped, _ = trainer.loss(x)
+    trainer.step = 1000  # the ramp is over: full rate
+    torch.manual_seed(0)
+    full, _ = trainer.loss(x)
+    assert float(ramped) < float(full)
+    trainer.step = 0
+    trainer.fit()
+    assert trainer.step == 2
 
 
 def test_init_turns_on_the_rate_modulation_at_the_identity(data_dir, tmp_path, reference,

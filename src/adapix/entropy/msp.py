@@ -144,14 +144,20 @@ class MSPModel(nn.Module):
         return y_hat_k
 
     # ---- handlers ----------------------------------------------------------------------------
-    def forward(self, feats: torch.Tensor, y: torch.Tensor,
-                rate_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, y: torch.Tensor, rate_mode: str | None = None,
+                rate_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable pass: returns (y_hat with straight-through rounding, bits per sample (B,)).
 
         rate_mode "noise" (training default): rate of y + U(-1/2, 1/2); "ste" (eval default, used
         by encoder-side optimisation): rate of the actually rounded values, gradient passed
-        straight through the rounding.
+        straight through the rounding. rate_weight (M,), optional: each latent channel's bits
+        are multiplied by it (a training curriculum for channels added by widening, so they can
+        learn to carry information before they pay their full rate; not a code length).
         """
+        if rate_weight is not None and tuple(rate_weight.shape) != (y.shape[1],):
+            raise ValueError(f"rate_weight must have shape ({y.shape[1]},), got "
+                             f"{tuple(rate_weight.shape)}")
+        Mg = y.shape[1] // self.cfg.groups
         bits = torch.zeros(y.shape[0], device=y.device)
         scale_min = self.cfg.scale_min
         mode = rate_mode or ("noise" if self.training else "ste")
@@ -164,7 +170,11 @@ class MSPModel(nn.Module):
             r_hat = r + (torch.round(r) - r).detach()
             rate_in = r + torch.empty_like(r).uniform_(-0.5, 0.5) if mode == "noise" else r_hat
             lik = gaussian_likelihood(rate_in, torch.zeros_like(mu), sigma, scale_min)
-            bits = bits + (-torch.log2(lik)).flatten(1).sum(1)
+            cost = -torch.log2(lik)
+            if rate_weight is not None:
+                w = rate_weight[step.group * Mg:(step.group + 1) * Mg].to(cost.dtype)
+                cost = cost * w.view(1, -1, 1, 1)
+            bits = bits + cost.flatten(1).sum(1)
             return mu + r_hat
 
         y_hat = self.run(feats, y, train_handler)

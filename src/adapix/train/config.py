@@ -34,6 +34,9 @@ class TrainConfig:
     out: str = "runs/default"
     stage: str = "main"           # "main" (everything but the post-filter) or "postfilter"
     init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
+    init_new_sigma: float = 0.0   # sigma of latent channels added by widening M (0: scale_min)
+    new_rate_from_m: int = 0      # M the model was widened from: its new channels' rate weight
+    new_rate_ramp: int = 0        # ... rises from 0 to 1 over these steps (0: off)
     steps: int = 200_000
     batch: int = 8
     crop: int = 256
@@ -124,4 +127,12 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in ("main", "postfilter"):
         raise ValueError("train.stage must be 'main' or 'postfilter'")
+    if train.init_new_sigma < 0:
+        raise ValueError(f"train.init_new_sigma must be >= 0, got {train.init_new_sigma}")
+    if (train.new_rate_ramp > 0) != (train.new_rate_from_m > 0) or train.new_rate_ramp < 0:
+        raise ValueError("train.new_rate_ramp and train.new_rate_from_m go together (both > 0)")
+    if train.new_rate_from_m and (train.new_rate_from_m >= model.M
+                                  or train.new_rate_from_m % model.groups):
+        raise ValueError(f"train.new_rate_from_m must be below model.M ({model.M}) and a "
+                         f"multiple of model.groups ({model.groups}), got {train.new_rate_from_m}")
     return RunConfig(model=model, train=train)

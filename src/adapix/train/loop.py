@@ -32,7 +32,7 @@ from ..config import ModelConfig
 from ..hardware import training_bf16, tune_allocator
 from ..model import AdapixModel, adapt_state_to_lambdas
 from ..ratecond import add_rate_modulation
-from ..widen import widen_state
+from ..widen import latent_index, widen_state
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
 from .data import CropSampler, list_images, load_images, load_rgb
@@ -65,14 +65,33 @@ def sample_positions(cfg: TrainConfig, anchors: int, batch: int,
     return cfg.t_min + (t_max - cfg.t_min) * torch.rand(batch, generator=gen) ** cfg.t_power
 
 
+def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
+                            ) -> torch.Tensor | None:
+    """The per-channel rate weight (M,) of a model widened in M from ``cfg.new_rate_from_m``
+    channels (adapix.widen: each group's new channels come last): 1 for the old channels,
+    min(1, step / new_rate_ramp) for the new ones; None when no ramp is set or it is over. A
+    curriculum: the new channels learn to carry information before they pay their full rate,
+    instead of staying at the zero-rate saddle where they start (docs/training.md, session 21)."""
+    if not cfg.new_rate_ramp or step >= cfg.new_rate_ramp:
+        return None
+    old = dataclasses.replace(model, M=cfg.new_rate_from_m)
+    w = torch.full((model.M,), step / cfg.new_rate_ramp)
+    w[latent_index(old, model)] = 1.0
+    return w
+
+
 def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
-            device_type: str = "cpu", postfilter: bool = False) -> tuple[torch.Tensor, dict]:
+            device_type: str = "cpu", postfilter: bool = False,
+            rate_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The training objective, mean over the batch of bits / pixels + lambda(t) 255^2 MSE.
 
     x (B,3,H,W) in [0,1], t (B,) quality positions; ``fwd`` is the (maybe compiled or DDP-wrapped)
-    forward of ``model``. Returns the loss and the batch means of bpp, MSE and PSNR (dB)."""
+    forward of ``model``; ``rate_weight`` (M,) optional, each latent channel's weight in the
+    rate (new_channel_rate_weight). Returns the loss and the batch means of bpp (weighted),
+    MSE and PSNR (dB)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        out = fwd(x, t, postfilter=postfilter)
+        extra = {} if rate_weight is None else {"rate_weight": rate_weight}
+        out = fwd(x, t, postfilter=postfilter, **extra)
     x_hat = out.x_hat.float()
     pixels = x.shape[2] * x.shape[3]
     bpp = out.bits.float() / pixels
@@ -229,7 +248,8 @@ class Trainer:
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
         if any(src_cfg[k] != own[k] for k in grows):
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
-            state = widen_state(state, src_model_cfg, self.model)
+            state = widen_state(state, src_model_cfg, self.model,
+                                new_sigma=self.cfg.init_new_sigma or None)
             if self.rank == 0:
                 print(f"widened the model from N={src_cfg['N']}, M={src_cfg['M']} to "
                       f"N={own['N']}, M={own['M']}")
@@ -266,7 +286,8 @@ class Trainer:
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen)
         return rd_loss(self.fwd, self.model, x, t, self.bf16, self.device.type,
-                       postfilter=self.cfg.stage == "postfilter")
+                       postfilter=self.cfg.stage == "postfilter",
+                       rate_weight=new_channel_rate_weight(self.run.model, self.cfg, self.step))
 
     def fit(self) -> Path | None:
         cfg = self.cfg
