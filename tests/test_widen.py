@@ -270,3 +270,42 @@ def test_new_sigma_widens_only_the_new_channels_prior(make_model):
     assert float(b.bits_y - a.bits_y) == pytest.approx(per_element * new_elements, rel=0.02)
     with pytest.raises(ValueError, match="new_sigma must be > 0"):
         widen_state(narrow.state_dict(), TINY, AdapixModel(WIDE_M), new_sigma=0.0)
+
+
+def test_active_new_latent_channels_are_used_but_read_by_nothing_yet(make_model):
+    """new_latent="active": the new channels are away from 0 (they round to non-zero values)
+    while the reconstruction, z and the old channels are the source's; g_s's weights on them then
+    get a gradient at once (with zero new channels they get none)."""
+    narrow = make_model(0)
+    wide = AdapixModel(WIDE_M)
+    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide, new_sigma=1.0,
+                                     new_latent="active"))
+    wide.eval()
+    x, t = torch.rand(1, 3, 64, 64), torch.tensor([5.0])
+    new = torch.ones(WIDE_M.M, dtype=torch.bool)
+    new[latent_index(TINY, WIDE_M)] = False
+    with torch.no_grad():
+        a, b = narrow(x, t), wide(x, t)
+        lat = wide.analyse(x, t)
+    assert torch.allclose(a.x_hat, b.x_hat, atol=1e-5)
+    assert torch.allclose(a.bits_z, b.bits_z) and torch.allclose(a.bits_s, b.bits_s)
+    assert torch.equal(lat.y[:, ~new], narrow.analyse(x, t).y)
+    assert (lat.y[:, new].abs() >= 0.5).float().mean() > 0.2
+    ys = lat.y[:, new].flatten(1).std(1)
+    old = lat.y[:, ~new].flatten(1).std(1)
+    assert 0.2 < float(ys.mean() / old.mean()) < 5  # the old channels' scale
+    for model, expect in ((wide, True), (make_wide_zero(narrow), False)):
+        model.train()
+        model.zero_grad()
+        out = model(x, t)
+        (out.bits.mean() / 4096 + 0.16 * 255 ** 2 * ((out.x_hat - x) ** 2).mean()).backward()
+        grad = model.g_s.body[0].weight.grad[new]
+        assert bool(grad.abs().sum() > 0) == expect
+    with pytest.raises(ValueError, match="new_latent must be"):
+        widen_state(narrow.state_dict(), TINY, AdapixModel(WIDE_M), new_latent="copy")
+
+
+def make_wide_zero(narrow: AdapixModel) -> AdapixModel:
+    wide = AdapixModel(WIDE_M)
+    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide))
+    return wide

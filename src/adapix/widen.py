@@ -113,7 +113,8 @@ def _shapes(cfg: ModelConfig) -> dict[str, torch.Size]:
 
 
 def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module,
-                new_sigma: float | None = None) -> dict[str, torch.Tensor]:
+                new_sigma: float | None = None, new_latent: str = "zero"
+                ) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
     config differs only in a larger N and/or M), computing the same function up to float
     rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
@@ -122,9 +123,13 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
     reconstruction stays the same (y is still 0), but each new element then costs about
     -log2 P(|n| < 1/2) bits for n ~ N(0, new_sigma): a wide prior the channels can grow into,
     where Adam (about lr per step on log sigma) would take tens of thousands of steps to widen
-    scale_min (used with the trainer's ``new_rate_ramp``)."""
+    scale_min (used with the trainer's ``new_rate_ramp``). ``new_latent`` "active": the new
+    latent channels are not 0 but random features (:func:`_activate_new_latent`), and everything
+    that reads y ignores them at first; the reconstruction is still the same."""
     if new_sigma is not None and new_sigma <= 0:
         raise ValueError(f"new_sigma must be > 0, got {new_sigma}")
+    if new_latent not in ("zero", "active"):
+        raise ValueError(f"new_latent must be 'zero' or 'active', got {new_latent!r}")
     new_cfg: ModelConfig = new_model.cfg
     differ = sorted(f.name for f in dataclasses.fields(ModelConfig)
                     if f.name not in ("N", "M", "lambdas")
@@ -169,7 +174,44 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                         wide[half:].masked_fill_(new_rows[half:], log_sigma_new)
             _place(wide, src, index)
             out[key] = wide
+    if new_latent == "active" and new_cfg.M > old.M:
+        _activate_new_latent(out, old, new_model, maps)
     return out
+
+
+def _activate_new_latent(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.Module,
+                         maps: dict[str, tuple]) -> None:
+    """In place: the new latent channels become random features of g_a's last hidden layer (its
+    new output rows drawn with the old rows' mean RMS, bias 0; gains the old channels' mean per
+    anchor), so y is away from 0 and rounds to non-zero values, while every layer that reads y
+    (g_s, h_a, the model stream's projection, the context nets' decoded-latent inputs) gets
+    zero weights on them. Zero-initialised channels sit at a saddle: they round to 0, so the
+    weights reading them get no gradient, and the tight prior pins them there (docs/training.md,
+    sessions 20-21). Here the readers' gradient is E[y_new * dL/d(input)] from the first step."""
+    new_cfg: ModelConfig = new_model.cfg
+    y_old = latent_index(old, new_cfg)
+    new = torch.ones(new_cfg.M, dtype=torch.bool)
+    new[y_old] = False
+    new_idx = new.nonzero().flatten()
+    last = f"g_a.net.{len(new_model.g_a.net) - 1}"
+    w = state[f"{last}.weight"]  # (M, N, k, k)
+    rms = w[y_old].pow(2).flatten(1).mean(1).sqrt().mean()
+    gen = torch.Generator().manual_seed(new_cfg.M * 7919 + old.M)
+    draw = torch.randn(w[new_idx].shape, generator=gen, dtype=torch.float32).to(w.dtype)
+    w[new_idx] = draw * rms / draw.pow(2).flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
+    state[f"{last}.bias"][new_idx] = 0.0
+    for key in ("log_gain", "log_inv_gain"):
+        g = state[key]
+        g[:, new_idx] = g[:, y_old].mean(1, keepdim=True)
+    state["g_s.body.0.weight"][new_idx] = 0.0
+    for key in ("h_a.net.0.weight", "syntax.proj.weight"):
+        state[key][:, new_idx] = 0.0
+    for first, _, _, _ in _context_layers(new_model):
+        key = f"{first}.weight"
+        kept = torch.zeros(state[key].shape[1], dtype=torch.bool)
+        kept[maps[key][1]] = True
+        kept[:2 * new_cfg.M] = True  # hyper features: they multiply h_s's new zero outputs
+        state[key][:, ~kept] = 0.0
 
 
 def _place(wide: torch.Tensor, src: torch.Tensor, index: tuple) -> None:

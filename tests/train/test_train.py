@@ -307,24 +307,26 @@ def test_new_channels_rate_weight_ramps_from_zero(tmp_path):
     for bad in (["train.new_rate_ramp=100"], ["train.new_rate_from_m=24"],
                 [m, "train.new_rate_from_m=23", "train.new_rate_ramp=10"],
                 [m, f"train.new_rate_from_m={wide.M}", "train.new_rate_ramp=10"],
-                ["train.init_new_sigma=-1"]):
-        with pytest.raises(ValueError, match="new_rate|init_new_sigma"):
+                ["train.init_new_sigma=-1"], ["train.init_new_latent=copy"]):
+        with pytest.raises(ValueError, match="new_rate|init_new_"):
             load_run_config(None, [f"model.groups={TINY.groups}", *bad])
 
 
 def test_init_widening_m_with_a_rate_ramp_trains(data_dir, tmp_path, reference):
-    """train.init into 8 more latent channels with init_new_sigma and a rate ramp: the new
-    channels start with that sigma, and the weighted rate lowers the first step's loss."""
+    """train.init into 8 more latent channels, active, with init_new_sigma and a rate ramp: the
+    new channels start non-zero with that sigma, and the weighted rate lowers the loss."""
     src = tmp_path / "src.pt"
     torch.save(reference, src)
     base = run_config(data_dir, tmp_path / "ramp", 2)
     wide_cfg = dataclasses.replace(base.model, M=TINY.M + 8)
     train = dataclasses.replace(base.train, init=str(src), init_new_sigma=1.5,
-                                new_rate_from_m=TINY.M, new_rate_ramp=1000)
+                                init_new_latent="active", new_rate_from_m=TINY.M,
+                                new_rate_ramp=1000)
     trainer = Trainer(RunConfig(model=wide_cfg, train=train), resume=False, progress=False)
     Mg_new = wide_cfg.M // wide_cfg.groups
     bias = trainer.model.msp.coarse[0].net[-1].bias.detach()
     assert torch.allclose(bias[2 * Mg_new - 4:], torch.full((4,), math.log(1.5)))
+    assert trainer.model.g_a.net[6].weight[Mg_new - 4:Mg_new].abs().sum() > 0
     x = torch.rand(2, 3, 64, 64)
     torch.manual_seed(0)
     ramped, _ = trainer.loss(x)

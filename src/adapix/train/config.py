@@ -35,6 +35,7 @@ class TrainConfig:
     stage: str = "main"           # "main" (everything but the post-filter) or "postfilter"
     init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
     init_new_sigma: float = 0.0   # sigma of latent channels added by widening M (0: scale_min)
+    init_new_latent: str = "zero"  # those channels: "zero" or "active" (adapix.widen)
     new_rate_from_m: int = 0      # M the model was widened from: its new channels' rate weight
     new_rate_ramp: int = 0        # ... rises from 0 to 1 over these steps (0: off)
     steps: int = 200_000
@@ -127,6 +128,9 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in ("main", "postfilter"):
         raise ValueError("train.stage must be 'main' or 'postfilter'")
+    if train.init_new_latent not in ("zero", "active"):
+        raise ValueError(f"train.init_new_latent must be 'zero' or 'active', got "
+                         f"{train.init_new_latent!r}")
     if train.init_new_sigma < 0:
         raise ValueError(f"train.init_new_sigma must be >= 0, got {train.init_new_sigma}")
     if (train.new_rate_ramp > 0) != (train.new_rate_from_m > 0) or train.new_rate_ramp < 0:

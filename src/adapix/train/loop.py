@@ -249,7 +249,8 @@ class Trainer:
         if any(src_cfg[k] != own[k] for k in grows):
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
             state = widen_state(state, src_model_cfg, self.model,
-                                new_sigma=self.cfg.init_new_sigma or None)
+                                new_sigma=self.cfg.init_new_sigma or None,
+                                new_latent=self.cfg.init_new_latent)
             if self.rank == 0:
                 print(f"widened the model from N={src_cfg['N']}, M={src_cfg['M']} to "
                       f"N={own['N']}, M={own['M']}")
