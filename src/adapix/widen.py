@@ -28,6 +28,9 @@ nets' inputs ([hyper features 2M | decoded phases, M each | earlier groups, Mg e
 ([mu Mg | log sigma Mg]) are mapped block by block. A new latent channel is y = 0 with mu = 0
 (zero weights) and sigma = ``scale_min`` (zero weights, bias log(scale_min)), so it rounds to 0
 and costs about 1e-5 bits per new element: the same reconstruction, the same rate up to that.
+Options for training the new channels (session 21, docs/training.md): a wider initial sigma
+(``new_sigma``) and ``new_latent="active"`` (they start as random features of g_a that nothing
+reads yet, :func:`_activate_new_latent`).
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
     rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
     (freshly initialised) parameters provide the random init of the new input channels; it is
     not modified. ``new_sigma`` (> 0): the new latent channels' sigma instead of scale_min. The
-    reconstruction stays the same (y is still 0), but each new element then costs about
+    reconstruction stays the same, but each new element (with new_latent "zero", y = 0) costs about
     -log2 P(|n| < 1/2) bits for n ~ N(0, new_sigma): a wide prior the channels can grow into,
     where Adam (about lr per step on log sigma) would take tens of thousands of steps to widen
     scale_min (used with the trainer's ``new_rate_ramp``). ``new_latent`` "active": the new
