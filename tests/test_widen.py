@@ -16,7 +16,8 @@ from adapix.config import TINY
 from adapix.model import AdapixModel
 from adapix.train.loop import trainable_parameters
 from adapix.weights import build_tables, export_weights
-from adapix.widen import index_maps, latent_index, widen_adam_state, widen_state
+from adapix.widen import (index_maps, latent_index, new_latent_mask, widen_adam_state,
+                          widen_state)
 
 
 def trained_like(cfg, seed=0) -> AdapixModel:
@@ -144,8 +145,7 @@ def test_m_widened_model_codes_the_same_image(m_widened):
         lat = wide.analyse(x, t)
     assert torch.allclose(a.x_hat, b.x_hat, atol=1e-5)
     assert torch.equal(lat.y[:, latent_index(TINY, WIDE_M)], narrow.analyse(x, t).y)
-    new = torch.ones(WIDE_M.M, dtype=torch.bool)
-    new[latent_index(TINY, WIDE_M)] = False
+    new = new_latent_mask(TINY, WIDE_M)
     assert torch.equal(lat.y[:, new], torch.zeros_like(lat.y[:, new]))
     assert torch.allclose(a.bits_z, b.bits_z) and torch.allclose(a.bits_s, b.bits_s)
     positions = x.shape[2] * x.shape[3] // 256
@@ -164,8 +164,7 @@ def test_new_latent_channels_get_a_gradient(m_widened):
     x = torch.rand(2, 3, 64, 64)
     out = wide(x, torch.tensor([5.0, 5.0]))
     (out.bits.mean() / 4096 + 0.16 * 255 ** 2 * ((out.x_hat - x) ** 2).mean()).backward()
-    new = torch.ones(WIDE_M.M, dtype=torch.bool)
-    new[latent_index(TINY, WIDE_M)] = False
+    new = new_latent_mask(TINY, WIDE_M)
     assert wide.g_a.net[6].weight.grad[new].abs().sum() > 0
 
 
@@ -256,8 +255,8 @@ def test_new_sigma_widens_only_the_new_channels_prior(make_model):
     wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide, new_sigma=2.0))
     Mg, Mg_new = TINY.M // TINY.groups, WIDE_M.M // WIDE_M.groups
     for g, net in enumerate(wide.msp.coarse):
-        bias = net.net[len(net.net) - 1].bias.detach()
-        old_bias = plain.msp.coarse[g].net[len(net.net) - 1].bias.detach()
+        bias = net.net[-1].bias.detach()
+        old_bias = plain.msp.coarse[g].net[-1].bias.detach()
         assert torch.allclose(bias[Mg_new + Mg:], torch.full((Mg_new - Mg,), math.log(2.0)))
         assert torch.equal(bias[:Mg_new + Mg], old_bias[:Mg_new + Mg])
     x, t = torch.rand(1, 3, 64, 64), torch.tensor([3.0])
@@ -282,8 +281,7 @@ def test_active_new_latent_channels_are_used_but_read_by_nothing_yet(make_model)
                                      new_latent="active"))
     wide.eval()
     x, t = torch.rand(1, 3, 64, 64), torch.tensor([5.0])
-    new = torch.ones(WIDE_M.M, dtype=torch.bool)
-    new[latent_index(TINY, WIDE_M)] = False
+    new = new_latent_mask(TINY, WIDE_M)
     with torch.no_grad():
         a, b = narrow(x, t), wide(x, t)
         lat = wide.analyse(x, t)
@@ -294,7 +292,9 @@ def test_active_new_latent_channels_are_used_but_read_by_nothing_yet(make_model)
     ys = lat.y[:, new].flatten(1).std(1)
     old = lat.y[:, ~new].flatten(1).std(1)
     assert 0.2 < float(ys.mean() / old.mean()) < 5  # the old channels' scale
-    for model, expect in ((wide, True), (make_wide_zero(narrow), False)):
+    zero = AdapixModel(WIDE_M)
+    zero.load_state_dict(widen_state(narrow.state_dict(), TINY, zero))
+    for model, expect in ((wide, True), (zero, False)):
         model.train()
         model.zero_grad()
         out = model(x, t)
@@ -303,9 +303,3 @@ def test_active_new_latent_channels_are_used_but_read_by_nothing_yet(make_model)
         assert bool(grad.abs().sum() > 0) == expect
     with pytest.raises(ValueError, match="new_latent must be"):
         widen_state(narrow.state_dict(), TINY, AdapixModel(WIDE_M), new_latent="copy")
-
-
-def make_wide_zero(narrow: AdapixModel) -> AdapixModel:
-    wide = AdapixModel(WIDE_M)
-    wide.load_state_dict(widen_state(narrow.state_dict(), TINY, wide))
-    return wide

@@ -59,6 +59,13 @@ def latent_index(old: ModelConfig, new: ModelConfig) -> torch.Tensor:
     return (c // Mg) * Mg_new + c % Mg
 
 
+def new_latent_mask(old: ModelConfig, new: ModelConfig) -> torch.Tensor:
+    """(M',) bool: True at the latent channels of ``new`` that widening ``old`` adds."""
+    mask = torch.ones(new.M, dtype=torch.bool)
+    mask[latent_index(old, new)] = False
+    return mask
+
+
 def index_maps(old: ModelConfig, new_model: nn.Module) -> dict[str, tuple]:
     """For each parameter of ``new_model`` whose shape differs from the ``old`` config's: per
     dimension, the positions of the old entries in the new dimension (a LongTensor), or None
@@ -193,9 +200,7 @@ def _activate_new_latent(state: dict[str, torch.Tensor], old: ModelConfig, new_m
     sessions 20-21). Here the readers' gradient is E[y_new * dL/d(input)] from the first step."""
     new_cfg: ModelConfig = new_model.cfg
     y_old = latent_index(old, new_cfg)
-    new = torch.ones(new_cfg.M, dtype=torch.bool)
-    new[y_old] = False
-    new_idx = new.nonzero().flatten()
+    new_idx = new_latent_mask(old, new_cfg).nonzero().flatten()
     last = f"g_a.net.{len(new_model.g_a.net) - 1}"
     w = state[f"{last}.weight"]  # (M, N, k, k)
     rms = w[y_old].pow(2).flatten(1).mean(1).sqrt().mean()

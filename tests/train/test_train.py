@@ -16,7 +16,7 @@ from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
 from adapix.model import regrid_gains
 from adapix.train.loop import Trainer, lr_at, new_channel_rate_weight, sample_positions
-from adapix.widen import latent_index
+from adapix.widen import latent_index, new_latent_mask
 
 TOML = """
 [model]
@@ -295,8 +295,7 @@ def test_new_channels_rate_weight_ramps_from_zero(tmp_path):
     None once the ramp is over or when none is set; the settings are checked together."""
     wide = dataclasses.replace(TINY, M=TINY.M + 8)
     cfg = TrainConfig(new_rate_from_m=TINY.M, new_rate_ramp=100)
-    new = torch.ones(wide.M, dtype=torch.bool)
-    new[latent_index(TINY, wide)] = False
+    new = new_latent_mask(TINY, wide)
     for step, share in ((0, 0.0), (25, 0.25), (99, 0.99)):
         w = new_channel_rate_weight(wide, cfg, step)
         assert torch.equal(w[~new], torch.ones(TINY.M))

@@ -32,7 +32,7 @@ from ..config import ModelConfig
 from ..hardware import training_bf16, tune_allocator
 from ..model import AdapixModel, adapt_state_to_lambdas
 from ..ratecond import add_rate_modulation
-from ..widen import latent_index, widen_state
+from ..widen import new_latent_mask, widen_state
 from ..weights import build_tables, export_weights
 from .config import RunConfig, TrainConfig
 from .data import CropSampler, list_images, load_images, load_rgb
@@ -74,10 +74,8 @@ def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
     instead of staying at the zero-rate saddle where they start (docs/training.md, session 21)."""
     if not cfg.new_rate_ramp or step >= cfg.new_rate_ramp:
         return None
-    old = dataclasses.replace(model, M=cfg.new_rate_from_m)
-    w = torch.full((model.M,), step / cfg.new_rate_ramp)
-    w[latent_index(old, model)] = 1.0
-    return w
+    new = new_latent_mask(dataclasses.replace(model, M=cfg.new_rate_from_m), model)
+    return torch.where(new, step / cfg.new_rate_ramp, 1.0)
 
 
 def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
