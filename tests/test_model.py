@@ -21,6 +21,7 @@ import adapix.model as model_mod
 from adapix.config import TINY
 from adapix.images import RasterImage, load_image, pad_to_multiple, to_tensor
 from adapix.model import AdapixModel
+from adapix.weights import build_tables
 
 
 def expected_steps(cfg) -> int:
@@ -192,6 +193,32 @@ def test_compress_latents_both_matches_compress_latents(make_model, synth_image)
             dec = model.decompress(res.streams, tuple(x.shape[-2:]), t, postfilter=pf)
             assert torch.equal(dec, res.x_hat)
     assert not torch.equal(plain.x_hat, post.x_hat)
+
+
+@pytest.mark.parametrize("rate_modulation", [False, True])
+def test_analysis_blocks_start_at_the_identity_and_code_exactly(make_model, synth_image,
+                                                                 rate_modulation):
+    """g_a with residual blocks (model.analysis_blocks): with the blocks as initialised the
+    latent is exactly that of the model without them; once the blocks are non-zero the latent
+    changes, the decoder's weights are the same, and the file still decodes exactly."""
+    cfg = dataclasses.replace(TINY, rate_modulation=rate_modulation)
+    plain = make_model(cfg=cfg)
+    deep = AdapixModel(dataclasses.replace(cfg, analysis_blocks=2))
+    missing = deep.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("g_a.blocks.") for k in missing)
+    deep.eval()
+    build_tables(deep)
+    x, _ = pad_to_multiple(to_tensor(RasterImage(synth_image(40, 50, seed=6))), TINY.pad_multiple)
+    t = torch.tensor([1.4])
+    with torch.no_grad():
+        assert torch.equal(plain.analyse(x, t).y, deep.analyse(x, t).y)
+        for block in deep.g_a.blocks.modules():
+            if isinstance(block, torch.nn.Conv2d):
+                block.weight.normal_(0, 0.05)
+        assert not torch.equal(plain.analyse(x, t).y, deep.analyse(x, t).y)
+    res = deep.compress(x, 1.4, postfilter=False)
+    assert torch.equal(deep.decompress(res.streams, tuple(x.shape[-2:]), 1.4, postfilter=False),
+                       res.x_hat)
 
 
 def test_same_bytes_and_pixels_with_1_and_2_threads(tiny_codec, synth_image):

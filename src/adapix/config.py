@@ -11,6 +11,8 @@ Sizes, in the notation of the papers this codec follows:
   polyphase ``scales - 1`` times; the coarsest scale has 1/4**(scales-1) of the latent positions.
 * ``groups``: channel groups per phase; each is one sequential decoding step.
 * ``syntax_dim``: length of the per-image model stream ``s`` (neural syntax).
+* ``analysis_blocks``: residual blocks added to g_a at each of 1/4, 1/8 and 1/16 resolution (0: the
+  plain four-convolution g_a). They cost encoding time only; the decoder is the same.
 * ``rate_modulation``: the hidden layers of g_a and g_s get a per-channel affine map chosen by the
   quality (``adapix.ratecond``), not only the latent's gains.
 * ``lambdas``: the rate-distortion anchors of the variable-rate model (MSE on [0,255] images scaled
@@ -38,6 +40,7 @@ class ModelConfig:
     syntax_dim: int = 32
     postfilter_channels: int = 16
     rate_modulation: bool = False  # hidden layers of g_a / g_s modulated by the quality (ratecond)
+    analysis_blocks: int = 0  # residual blocks of g_a at each of 1/4, 1/8, 1/16 (encoder only)
     lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
     # Entropy-coding tables (built at export time, see adapix.entropy.tables).
     scale_min: float = 0.11
@@ -53,6 +56,9 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"model config: {name} must be a positive integer, got {v!r}")
+        blocks = self.analysis_blocks
+        if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 0:
+            raise ValueError(f"model config: analysis_blocks must be an integer >= 0, got {blocks!r}")
         if not isinstance(self.rate_modulation, bool):
             raise ValueError("model config: rate_modulation must be true or false")
         if self.scales < 2:

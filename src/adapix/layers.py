@@ -1,4 +1,4 @@
-"""Building blocks of the transforms: GDN and strided convolutions.
+"""Building blocks of the transforms: GDN, strided convolutions and residual blocks.
 
 GDN (generalized divisive normalization, Balle et al., "Density modeling of images using a
 generalized normalization transformation", ICLR 2016):
@@ -44,3 +44,21 @@ def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose
     """Transposed convolution that multiplies the size by ``stride``."""
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2,
                               output_padding=stride - 1)
+
+
+class ResidualBlock(nn.Module):
+    """x + c2(leaky_relu(c1(x))) with two 3x3 convolutions of ``channels`` channels; c2 starts
+    at zero, so a block added to a trained transform leaves its function unchanged (the deeper
+    analysis transforms of Cheng et al., CVPR 2020, and of Yang and Mandt, "Computationally-
+    efficient neural image compression with shallow decoders", ICCV 2023, which put the
+    capacity in the encoder). Shapes: (B, C, H, W) in, same out."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.c2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(F.leaky_relu(self.c1(x), 0.01))

@@ -24,35 +24,49 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import GDN, conv, deconv
+from .layers import GDN, ResidualBlock, conv, deconv
 from .ratecond import modulate
 
 
 class AnalysisTransform(nn.Module):
-    """g_a: (B,3,H,W) -> (B,M,H/16,W/16). Four stride-2 5x5 convolutions with GDN.
+    """g_a: (B,3,H,W) -> (B,M,H/16,W/16). Four stride-2 5x5 convolutions with GDN, and with
+    ``cfg.analysis_blocks`` = k > 0, k residual blocks after the second and third GDN (1/4 and
+    1/8 resolution, N channels) and after the last convolution (1/16, M channels):
+
+        x -> conv GDN conv GDN [k blocks] conv GDN [k blocks] conv [k blocks] -> y
 
     ``mods``: optional rate modulation ((B, 3, N) scales, (B, 3, N) shifts) applied to the input
     of each GDN (``adapix.ratecond``).
     """
+
+    AFTER = (3, 5, 6)  # the layers of ``net`` that each group of blocks follows
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         N, M = cfg.N, cfg.M
         self.net = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N),
                                  conv(N, M))
+        k = cfg.analysis_blocks
+        self.blocks = nn.ModuleList(
+            nn.Sequential(*(ResidualBlock(c) for _ in range(k))) for c in (N, N, M)) if k else None
 
     def forward(self, x: torch.Tensor, mods=None) -> torch.Tensor:
-        return _modulated(self.net, x, mods)
+        after = None if self.blocks is None else dict(zip(self.AFTER, self.blocks))
+        return _modulated(self.net, x, mods, after)
 
 
-def _modulated(layers: nn.Sequential, h: torch.Tensor, mods) -> torch.Tensor:
-    """Runs ``layers``, modulating the input of the k-th (inverse) GDN by layer k of ``mods``."""
+def _modulated(layers: nn.Sequential, h: torch.Tensor, mods,
+               after: dict[int, nn.Module] | None = None) -> torch.Tensor:
+    """Runs ``layers``, modulating the input of the k-th (inverse) GDN by layer k of ``mods``
+    and running ``after[i]`` (if given) on the output of layer i."""
     k = 0
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if mods is not None and isinstance(layer, GDN):
             h = modulate(h, mods, k)
             k += 1
         h = layer(h)
+        if after is not None and i in after:
+            h = after[i](h)
     return h
 
 

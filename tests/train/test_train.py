@@ -77,6 +77,7 @@ def test_toml_file_and_overrides(tmp_path):
     (["train.bf16=maybe"], None),
     (["train.stage=finetune"], None),
     (["train.t_power=0"], None),
+    (["model.analysis_blocks=-1"], None),
     (["train.t_power=-1"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),
@@ -286,7 +287,8 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
     for name, value in (("N", TINY.N - 8), ("M", TINY.M - 8)):
         narrower = RunConfig(model=dataclasses.replace(base.model, **{name: value}),
                              train=dataclasses.replace(base.train, init=str(src)))
-        with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M may grow"):
+        with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M or "
+                                             "model.analysis_blocks may grow"):
             Trainer(narrower, resume=False, progress=False)
 
 
@@ -418,3 +420,70 @@ def test_validation_uses_the_post_filter_in_its_stage(stage, monkeypatch):
     (r,) = validate(model, [img], cfg, step=7)
     assert r.step == 7 and r.bpp > 0 and np.isfinite(r.psnr)
     assert bool(calls) is (stage == "postfilter")
+
+
+def test_encoder_stage_from_a_model_without_blocks_trains_only_the_encoder(data_dir, tmp_path,
+                                                                           reference, capsys):
+    """train.init from the 5-step run into a model with model.analysis_blocks = 1 and stage
+    "encoder": the blocks start at the identity (the same latent), training moves only the
+    encoder's parameters (g_a with its blocks, h_a, the model stream's encoder, the gains) and
+    leaves every parameter the decoder reads bit for bit the same; fewer blocks are refused."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "enc", 2)
+    run = RunConfig(model=dataclasses.replace(base.model, analysis_blocks=1),
+                    train=dataclasses.replace(base.train, init=str(src), stage="encoder"))
+    trainer = Trainer(run, resume=False, progress=False)
+    assert "added g_a's residual blocks (0 -> 1" in capsys.readouterr().out
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    blocks = [k for k in state if k.startswith("g_a.blocks.")]
+    assert len(blocks) == 3 * 4  # three places, two convolutions with a bias each
+    assert_same_state({k: v for k, v in state.items() if k not in blocks}, reference["model"])
+    trainer.fit()
+    after = trainer.model.state_dict()
+    moved = {k for k in state if not torch.equal(state[k], after[k])}
+    encoder = ("g_a.", "h_a.", "syntax.", "log_gain")
+    assert moved and all(k.startswith(encoder) for k in moved), sorted(moved)
+    assert any(k in moved for k in blocks) and any(k.startswith("h_a.") for k in moved)
+    ck = checkpoint(tmp_path / "enc")
+    assert ck["postfilter_trained"] is False  # the source's post-filter was never trained
+    back = tmp_path / "enc.pt"
+    torch.save(ck, back)
+    fewer = RunConfig(model=base.model, train=dataclasses.replace(
+        base.train, init=str(back), out=str(tmp_path / "fewer")))
+    with pytest.raises(ValueError, match=r"analysis_blocks \(1 > 0\)"):
+        Trainer(fewer, resume=False, progress=False)
+
+
+def test_analysis_blocks_cannot_grow_with_n_or_m(data_dir, tmp_path, reference):
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "both", 1)
+    run = RunConfig(model=dataclasses.replace(base.model, analysis_blocks=1, N=TINY.N + 8),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    with pytest.raises(ValueError, match="analysis_blocks together with N or M"):
+        Trainer(run, resume=False, progress=False)
+
+
+def test_encoder_stage_keeps_the_post_filter_it_starts_from(data_dir, tmp_path, reference):
+    """The exported weights of a post-filter stage mark the post-filter trained; an encoder stage
+    started from them keeps that mark (in its checkpoint, its export and on resume), a main
+    stage does not (it changes the decoder the filter was trained on)."""
+    from adapix.weights import load_weights
+
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "pf", 1)
+    post = Trainer(RunConfig(model=base.model, train=dataclasses.replace(
+        base.train, init=str(src), stage="postfilter")), resume=False, progress=False)
+    weights = post.fit()
+    assert load_weights(weights).postfilter_trained
+    for stage, kept in (("encoder", True), ("main", False)):
+        out = tmp_path / stage
+        run = RunConfig(model=base.model, train=dataclasses.replace(
+            base.train, init=str(weights), stage=stage, out=str(out)))
+        assert load_weights(Trainer(run, resume=False, progress=False).fit()
+                            ).postfilter_trained is kept
+        assert checkpoint(out)["postfilter_trained"] is kept
+        run2 = RunConfig(model=base.model, train=dataclasses.replace(run.train, steps=2))
+        assert Trainer(run2, resume=True, progress=False).postfilter_trained is kept

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..config import ModelConfig
+    from ..train.loop import checkpoint_postfilter_trained
     from ..model import AdapixModel
     from ..weights import build_tables, export_weights
     try:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     build_tables(model)
     tc = ck.get("train_config", {})
     model_id = args.model_id or tc.get("model_id", "adapix-dev")
-    postfilter = args.postfilter or tc.get("stage") == "postfilter"
+    postfilter = args.postfilter or checkpoint_postfilter_trained(ck)
     h = export_weights(model, Path(args.output), model_id, fp16=not args.fp32,
                        postfilter_trained=postfilter, steps=int(ck.get("step", 0)),
                        notes=args.notes)

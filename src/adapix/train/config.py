@@ -25,6 +25,8 @@ else:  # pragma: no cover
 
 from ..config import ModelConfig
 
+STAGES = ("main", "postfilter", "encoder")
+
 
 @dataclass
 class TrainConfig:
@@ -32,7 +34,8 @@ class TrainConfig:
     val_data: str = ""            # a folder; empty: hold out ``val_holdout`` images of ``data``
     val_holdout: int = 8
     out: str = "runs/default"
-    stage: str = "main"           # "main" (everything but the post-filter) or "postfilter"
+    stage: str = "main"           # "main" (everything but the post-filter), "postfilter" (only
+                                  # it) or "encoder" (only the encoder side; the decoder is fixed)
     init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
     init_new_sigma: float = 0.0   # sigma of latent channels added by widening M (0: scale_min)
     init_new_latent: str = "zero"  # those channels: "zero" or "active" (adapix.widen)
@@ -126,8 +129,8 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
     train = _apply(TrainConfig(), raw.get("train", {}), "train")
     if not 0 < train.t_power <= 4:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
-    if train.stage not in ("main", "postfilter"):
-        raise ValueError("train.stage must be 'main' or 'postfilter'")
+    if train.stage not in STAGES:
+        raise ValueError(f"train.stage must be one of {', '.join(STAGES)}, got {train.stage!r}")
     if train.init_new_latent not in ("zero", "active"):
         raise ValueError(f"train.init_new_latent must be 'zero' or 'active', got "
                          f"{train.init_new_latent!r}")

@@ -103,13 +103,34 @@ def _is_postfilter(name: str) -> bool:
     return name.startswith("postfilter.") or name.startswith("generator.post")
 
 
+ENCODER_ONLY = ("g_a.", "h_a.", "syntax.", "log_gain", "rate_mod.a_")
+"""Parameters that only the encoder uses: g_a (with its modulation tables), h_a, the model
+stream's encoder and the latent's gains. Everything else is read by the decoder."""
+
+
+def _trained_in(stage: str, name: str) -> bool:
+    if stage == "postfilter":
+        return _is_postfilter(name)
+    if stage == "encoder":
+        return name.startswith(ENCODER_ONLY)
+    return not _is_postfilter(name)
+
+
 def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parameter]:
-    """Stage "main" trains everything but the post-filter; stage "postfilter" only it (sets
-    requires_grad accordingly and returns the trainable parameters)."""
-    post = stage == "postfilter"
+    """Stage "main" trains everything but the post-filter; stage "postfilter" only it; stage
+    "encoder" only the parameters of :data:`ENCODER_ONLY`, so the decoder (and every file it
+    decodes) stays bit for bit the same: the amortised counterpart of latent overfitting. Sets
+    requires_grad accordingly and returns the trainable parameters."""
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_postfilter(name) == post)
+        p.requires_grad_(_trained_in(stage, name))
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def checkpoint_postfilter_trained(ck: dict) -> bool:
+    """Whether a checkpoint's post-filter is trained (checkpoints written before the flag: when
+    its stage was "postfilter")."""
+    return bool(ck.get("postfilter_trained",
+                       ck.get("train_config", {}).get("stage") == "postfilter"))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -192,6 +213,9 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.rank)
         self.step = 0
         self.elapsed = 0.0
+        # whether the exported weights may use the post-filter: it is trained in its own stage,
+        # and an encoder stage keeps the one it starts from (the main stage changes the decoder)
+        self.postfilter_trained = self.cfg.stage == "postfilter"
         self.ckpt_path = self.out / "checkpoint.pt"
         if resume and self.ckpt_path.exists():
             self._load(self.ckpt_path)
@@ -217,34 +241,49 @@ class Trainer:
         """Starts from a weights file or checkpoint. Its model config must match, except that the
         lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`), N
         and M may grow (the model is widened so that it computes the same function,
-        :func:`adapix.widen.widen_state`) and the rate modulation may be turned on (at the
-        identity, :func:`adapix.ratecond.add_rate_modulation`)."""
+        :func:`adapix.widen.widen_state`), the rate modulation may be turned on (at the
+        identity, :func:`adapix.ratecond.add_rate_modulation`) and g_a's residual blocks may
+        grow in number (the new ones start as the identity, ``adapix.layers.ResidualBlock``)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
-            src = load_weights(path).model
-            state, src_cfg = src.state_dict(), dataclasses.asdict(src.cfg)
+            loaded = load_weights(path)
+            state, src_cfg = loaded.model.state_dict(), dataclasses.asdict(loaded.model.cfg)
+            src_post = loaded.postfilter_trained
         else:
             ck = torch.load(path, map_location="cpu", weights_only=False)
             state = ck["model"]
             src_cfg = dataclasses.asdict(ModelConfig.from_dict(ck["model_config"]))
+            src_post = checkpoint_postfilter_trained(ck)
+        if self.cfg.stage == "encoder":
+            self.postfilter_trained = src_post
         own = dataclasses.asdict(self.run.model)
         src_mod = src_cfg["rate_modulation"]
-        grows = ("N", "M")
+        grows = ("N", "M", "analysis_blocks")
         differ = sorted(k for k in own if k not in ("lambdas", "rate_modulation", *grows)
                         and own[k] != src_cfg[k])
         if src_mod and not own["rate_modulation"]:
             differ.append("rate_modulation")
         differ += [f"{k} ({src_cfg[k]} > {own[k]})" for k in grows if src_cfg[k] > own[k]]
+        if src_cfg["analysis_blocks"] < own["analysis_blocks"] and any(
+                src_cfg[k] != own[k] for k in ("N", "M")):
+            differ.append("analysis_blocks together with N or M")
         if differ:
             raise ValueError(f"train.init {path}: its model config differs in "
-                             f"{', '.join(differ)}; only model.lambdas may differ, model.N and "
-                             "model.M may grow and model.rate_modulation may be turned on")
+                             f"{', '.join(differ)}; only model.lambdas may differ, model.N, "
+                             "model.M or model.analysis_blocks may grow and "
+                             "model.rate_modulation may be turned on")
         if own["rate_modulation"] and not src_mod:
             state = add_rate_modulation(state, len(src_cfg["lambdas"]), src_cfg["N"])
             if self.rank == 0:
                 print("added the rate modulation of the transforms (at the identity)")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
-        if any(src_cfg[k] != own[k] for k in grows):
+        if src_cfg["analysis_blocks"] < own["analysis_blocks"]:
+            fresh = self.model.state_dict()
+            state = {**{k: v for k, v in fresh.items() if k.startswith("g_a.blocks.")}, **state}
+            if self.rank == 0:
+                print(f"added g_a's residual blocks ({src_cfg['analysis_blocks']} -> "
+                      f"{own['analysis_blocks']} at each resolution, at the identity)")
+        if any(src_cfg[k] != own[k] for k in ("N", "M")):
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
             state = widen_state(state, src_model_cfg, self.model,
                                 new_sigma=self.cfg.init_new_sigma or None,
@@ -260,6 +299,7 @@ class Trainer:
         if ModelConfig.from_dict(ck["model_config"]) != self.run.model:
             raise ValueError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(ck["model"])
+        self.postfilter_trained = checkpoint_postfilter_trained(ck)
         try:
             self.opt.load_state_dict(ck["opt"])
         except ValueError as exc:  # e.g. the set of trained parameters changed (new stage)
@@ -277,6 +317,7 @@ class Trainer:
                       "step": self.step, "elapsed": self.elapsed,
                       "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
                       "model_config": dataclasses.asdict(self.run.model),
+                      "postfilter_trained": self.postfilter_trained,
                       "train_config": dataclasses.asdict(self.cfg)}, self.ckpt_path)
 
     def _on_signal(self, signum, frame):  # noqa: ARG002
@@ -376,7 +417,7 @@ class Trainer:
         self.model.eval()
         build_tables(self.model)
         export_weights(self.model, path, self.cfg.model_id, steps=self.step,
-                       postfilter_trained=self.cfg.stage == "postfilter")
+                       postfilter_trained=self.postfilter_trained)
         print(f"exported {path}")
         return path
 
