@@ -52,13 +52,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         ints = ("N", "M", "Nh", "scales", "groups", "ctx_hidden", "syntax_dim",
                 "postfilter_channels", "scale_levels", "symbol_max")
-        for name in ints:
+        for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0)]:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"model config: {name} must be a positive integer, got {v!r}")
-        blocks = self.analysis_blocks
-        if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 0:
-            raise ValueError(f"model config: analysis_blocks must be an integer >= 0, got {blocks!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"model config: {name} must be an integer >= {low}, got {v!r}")
         if not isinstance(self.rate_modulation, bool):
             raise ValueError("model config: rate_modulation must be true or false")
         if self.scales < 2:

@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..weights import build_tables, export_weights
     try:
         ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        cfg_dict = dict(ck["model_config"])
-        cfg_dict["lambdas"] = tuple(cfg_dict["lambdas"])
-        cfg = ModelConfig(**cfg_dict)
+        cfg = ModelConfig.from_dict(ck["model_config"])
         model = AdapixModel(cfg)
         model.load_state_dict(ck["model"])
     except Exception as exc:  # noqa: BLE001 -- any unreadable checkpoint is a user error here
