@@ -38,7 +38,8 @@ import torch
 from adapix.config import ModelConfig
 from adapix.model import AdapixModel
 from adapix.ratecond import add_rate_modulation
-from adapix.train.loop import atomic_save, trainable_parameters
+from adapix.train.checkpoint import atomic_save
+from adapix.train.loop import trainable_parameters
 from adapix.widen import append_adam_params, index_maps, widen_adam_state, widen_state
 
 

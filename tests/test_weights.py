@@ -110,7 +110,8 @@ def test_weights_bytes_is_deterministic(make_model):
 
 
 def test_config_is_rebuilt_from_metadata(make_model, tmp_path):
-    cfg = dataclasses.replace(TINY, M=32, ctx_hidden=20, scales=2, analysis_blocks=1)
+    cfg = dataclasses.replace(TINY, M=32, ctx_hidden=20, scales=2, analysis_blocks=1,
+                              synthesis_blocks=1)
     model = make_model(seed=5, cfg=cfg)
     path = tmp_path / "m32.safetensors"
     export_weights(model, path, "m32", fp16=False)
@@ -120,6 +121,7 @@ def test_config_is_rebuilt_from_metadata(make_model, tmp_path):
     assert loaded.model.g_a.net[-1].out_channels == 32
     assert loaded.model.g_a.blocks[2][0].c1.in_channels == 32  # the blocks at 1/16 have M
     assert torch.equal(loaded.model.g_a.blocks[2][0].c1.weight, model.g_a.blocks[2][0].c1.weight)
+    assert len(loaded.model.g_s.blocks) == 3 and loaded.model.g_s.blocks[0][0].c1.in_channels == 16
     assert loaded.model.decode_steps == 1 + cfg.groups * (1 + 3 * (cfg.scales - 1))
     _, meta = parse(path.read_bytes())
     assert ModelConfig.from_json(meta["config"]) == cfg

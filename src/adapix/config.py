@@ -13,6 +13,8 @@ Sizes, in the notation of the papers this codec follows:
 * ``syntax_dim``: length of the per-image model stream ``s`` (neural syntax).
 * ``analysis_blocks``: residual blocks added to g_a at each of 1/4, 1/8 and 1/16 resolution (0: the
   plain four-convolution g_a). They cost encoding time only; the decoder is the same.
+* ``synthesis_blocks``: residual blocks added to g_s after each of its inverse GDNs (1/8, 1/4 and
+  1/2 resolution, N channels): a deeper synthesis, at a decoding cost (0: the plain g_s).
 * ``rate_modulation``: the hidden layers of g_a and g_s get a per-channel affine map chosen by the
   quality (``adapix.ratecond``), not only the latent's gains.
 * ``lambdas``: the rate-distortion anchors of the variable-rate model (MSE on [0,255] images scaled
@@ -41,6 +43,7 @@ class ModelConfig:
     postfilter_channels: int = 16
     rate_modulation: bool = False  # hidden layers of g_a / g_s modulated by the quality (ratecond)
     analysis_blocks: int = 0  # residual blocks of g_a at each of 1/4, 1/8, 1/16 (encoder only)
+    synthesis_blocks: int = 0  # residual blocks of g_s at each of 1/8, 1/4, 1/2 (decoder)
     lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
     # Entropy-coding tables (built at export time, see adapix.entropy.tables).
     scale_min: float = 0.11
@@ -52,7 +55,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         ints = ("N", "M", "Nh", "scales", "groups", "ctx_hidden", "syntax_dim",
                 "postfilter_channels", "scale_levels", "symbol_max")
-        for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0)]:
+        for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0), ("synthesis_blocks", 0)]:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"model config: {name} must be an integer >= {low}, got {v!r}")

@@ -73,20 +73,31 @@ def _modulated(layers: nn.Sequential, h: torch.Tensor, mods,
 class SynthesisTransform(nn.Module):
     """g_s: (B,M,h,w) -> (B,3,16h,16w). The last transposed conv has per-image weight offsets.
 
+    With ``cfg.synthesis_blocks`` = k > 0, k residual blocks (N channels) follow each inverse GDN
+    (1/8, 1/4 and 1/2 resolution; they start at the identity):
+
+        y_hat -> deconv IGDN [k] deconv IGDN [k] deconv IGDN [k] last -> x'
+
     ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per image) or is None;
     ``mods`` is the optional rate modulation of the inverse GDNs' inputs, as in g_a.
     """
+
+    AFTER = (1, 3, 5)  # the layers of ``body`` (the inverse GDNs) that each group of blocks follows
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         N, M = cfg.N, cfg.M
         self.body = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N),
                                   GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
+        k = cfg.synthesis_blocks
+        self.blocks = nn.ModuleList(
+            nn.Sequential(*(ResidualBlock(N) for _ in range(k))) for _ in self.AFTER) if k else None
         self.last = deconv(N, 3)
 
     def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None,
                 mods=None) -> torch.Tensor:
-        h = _modulated(self.body, y_hat, mods)
+        after = None if self.blocks is None else dict(zip(self.AFTER, self.blocks))
+        h = _modulated(self.body, y_hat, mods, after)
         if last_delta is None:
             return self.last(h)
         B, N, H, W = h.shape

@@ -78,6 +78,7 @@ def test_toml_file_and_overrides(tmp_path):
     (["train.stage=finetune"], None),
     (["train.t_power=0"], None),
     (["model.analysis_blocks=-1"], None),
+    (["model.synthesis_blocks=1.5"], None),
     (["train.t_power=-1"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),
@@ -287,8 +288,9 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
     for name, value in (("N", TINY.N - 8), ("M", TINY.M - 8)):
         narrower = RunConfig(model=dataclasses.replace(base.model, **{name: value}),
                              train=dataclasses.replace(base.train, init=str(src)))
-        with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M or "
-                                             "model.analysis_blocks may grow"):
+        with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M, "
+                                             "model.analysis_blocks or model.synthesis_blocks "
+                                             "may grow"):
             Trainer(narrower, resume=False, progress=False)
 
 
@@ -463,6 +465,39 @@ def test_analysis_blocks_cannot_grow_with_n_or_m(data_dir, tmp_path, reference):
                     train=dataclasses.replace(base.train, init=str(src)))
     with pytest.raises(ValueError, match="analysis_blocks together with N or M"):
         Trainer(run, resume=False, progress=False)
+
+
+def test_main_stage_adds_synthesis_blocks_at_the_identity(data_dir, tmp_path, reference,
+                                                          capsys):
+    """train.init from the 5-step run into a model with model.synthesis_blocks = 1: the new
+    blocks start at the identity (every other tensor as in the source), the main stage trains
+    them, and a model with fewer blocks or wider at the same time is refused."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "syn", 2)
+    run = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1),
+                    train=dataclasses.replace(base.train, init=str(src)))
+    trainer = Trainer(run, resume=False, progress=False)
+    assert "added g_s's residual blocks (0 -> 1" in capsys.readouterr().out
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    blocks = [k for k in state if k.startswith("g_s.blocks.")]
+    assert len(blocks) == 3 * 4
+    assert all(not state[k].any() for k in blocks if ".c2." in k)
+    assert_same_state({k: v for k, v in state.items() if k not in blocks}, reference["model"])
+    trainer.fit()
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(state[k], after[k]) for k in blocks)
+    back = tmp_path / "syn.pt"
+    torch.save(checkpoint(tmp_path / "syn"), back)
+    fewer = RunConfig(model=base.model, train=dataclasses.replace(
+        base.train, init=str(back), out=str(tmp_path / "fewer")))
+    with pytest.raises(ValueError, match=r"synthesis_blocks \(1 > 0\)"):
+        Trainer(fewer, resume=False, progress=False)
+    wider = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1, M=TINY.M + 8),
+                      train=dataclasses.replace(base.train, init=str(src),
+                                                out=str(tmp_path / "wider")))
+    with pytest.raises(ValueError, match="synthesis_blocks together with N or M"):
+        Trainer(wider, resume=False, progress=False)
 
 
 def test_encoder_stage_keeps_the_post_filter_it_starts_from(data_dir, tmp_path, reference):

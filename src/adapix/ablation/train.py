@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from ..config import ModelConfig
 from ..hardware import training_bf16
+from ..train.checkpoint import atomic_save
 from ..train.config import TrainConfig
 from ..train.data import CropSampler, ImageSet
-from ..train.loop import atomic_save, lr_at, rd_loss, sample_positions, trainable_parameters
+from ..train.loop import lr_at, rd_loss, sample_positions, trainable_parameters
 from .model import AblationModel, Variant, build_ablation_model
 
 

@@ -24,13 +24,11 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import dataclasses
-
     import torch
 
     from ..config import ModelConfig
-    from ..train.loop import checkpoint_postfilter_trained
     from ..model import AdapixModel
+    from ..train.checkpoint import checkpoint_postfilter_trained
     from ..weights import build_tables, export_weights
     try:
         ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
@@ -48,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     h = export_weights(model, Path(args.output), model_id, fp16=not args.fp32,
                        postfilter_trained=postfilter, steps=int(ck.get("step", 0)),
                        notes=args.notes)
-    del dataclasses
     print(f"exported {args.output}: model id {model_id}, step {ck.get('step', 0)}, "
           f"hash {h.hex()}, post-filter {'trained' if postfilter else 'not trained'}")
     return 0

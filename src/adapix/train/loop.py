@@ -34,6 +34,7 @@ from ..model import AdapixModel, adapt_state_to_lambdas
 from ..ratecond import add_rate_modulation
 from ..widen import new_latent_mask, widen_state
 from ..weights import build_tables, export_weights
+from .checkpoint import atomic_save, checkpoint_postfilter_trained
 from .config import RunConfig, TrainConfig
 from .data import CropSampler, list_images, load_images, load_rgb
 
@@ -124,19 +125,6 @@ def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parame
     for name, p in model.named_parameters():
         p.requires_grad_(_trained_in(stage, name))
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def checkpoint_postfilter_trained(ck: dict) -> bool:
-    """Whether a checkpoint's post-filter is trained (checkpoints written before the flag: when
-    its stage was "postfilter")."""
-    return bool(ck.get("postfilter_trained",
-                       ck.get("train_config", {}).get("stage") == "postfilter"))
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -242,8 +230,9 @@ class Trainer:
         lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`), N
         and M may grow (the model is widened so that it computes the same function,
         :func:`adapix.widen.widen_state`), the rate modulation may be turned on (at the
-        identity, :func:`adapix.ratecond.add_rate_modulation`) and g_a's residual blocks may
-        grow in number (the new ones start as the identity, ``adapix.layers.ResidualBlock``)."""
+        identity, :func:`adapix.ratecond.add_rate_modulation`) and the residual blocks of g_a
+        and g_s may grow in number (the new ones start as the identity,
+        ``adapix.layers.ResidualBlock``)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
             loaded = load_weights(path)
@@ -258,31 +247,33 @@ class Trainer:
             self.postfilter_trained = src_post
         own = dataclasses.asdict(self.run.model)
         src_mod = src_cfg["rate_modulation"]
-        grows = ("N", "M", "analysis_blocks")
+        blocks = {"analysis_blocks": ("g_a.blocks.", "g_a"), "synthesis_blocks": ("g_s.blocks.", "g_s")}
+        grows = ("N", "M", *blocks)
         differ = sorted(k for k in own if k not in ("lambdas", "rate_modulation", *grows)
                         and own[k] != src_cfg[k])
         if src_mod and not own["rate_modulation"]:
             differ.append("rate_modulation")
         differ += [f"{k} ({src_cfg[k]} > {own[k]})" for k in grows if src_cfg[k] > own[k]]
-        if src_cfg["analysis_blocks"] < own["analysis_blocks"] and any(
-                src_cfg[k] != own[k] for k in ("N", "M")):
-            differ.append("analysis_blocks together with N or M")
+        added = [k for k in blocks if src_cfg[k] < own[k]]
+        if added and any(src_cfg[k] != own[k] for k in ("N", "M")):
+            differ.append(f"{' and '.join(added)} together with N or M")
         if differ:
             raise ValueError(f"train.init {path}: its model config differs in "
                              f"{', '.join(differ)}; only model.lambdas may differ, model.N, "
-                             "model.M or model.analysis_blocks may grow and "
-                             "model.rate_modulation may be turned on")
+                             "model.M, model.analysis_blocks or model.synthesis_blocks may grow "
+                             "and model.rate_modulation may be turned on")
         if own["rate_modulation"] and not src_mod:
             state = add_rate_modulation(state, len(src_cfg["lambdas"]), src_cfg["N"])
             if self.rank == 0:
                 print("added the rate modulation of the transforms (at the identity)")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
-        if src_cfg["analysis_blocks"] < own["analysis_blocks"]:
+        for k in added:
+            prefix, name = blocks[k]
             fresh = self.model.state_dict()
-            state = {**{k: v for k, v in fresh.items() if k.startswith("g_a.blocks.")}, **state}
+            state = {**{n: v for n, v in fresh.items() if n.startswith(prefix)}, **state}
             if self.rank == 0:
-                print(f"added g_a's residual blocks ({src_cfg['analysis_blocks']} -> "
-                      f"{own['analysis_blocks']} at each resolution, at the identity)")
+                print(f"added {name}'s residual blocks ({src_cfg[k]} -> {own[k]} at each "
+                      "resolution, at the identity)")
         if any(src_cfg[k] != own[k] for k in ("N", "M")):
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
             state = widen_state(state, src_model_cfg, self.model,
