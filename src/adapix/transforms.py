@@ -46,13 +46,18 @@ class AnalysisTransform(nn.Module):
         N, M = cfg.N, cfg.M
         self.net = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N),
                                  conv(N, M))
-        k = cfg.analysis_blocks
-        self.blocks = nn.ModuleList(
-            nn.Sequential(*(ResidualBlock(c) for _ in range(k))) for c in (N, N, M)) if k else None
+        self.blocks = _block_groups((N, N, M), cfg.analysis_blocks)
 
     def forward(self, x: torch.Tensor, mods=None) -> torch.Tensor:
         after = None if self.blocks is None else dict(zip(self.AFTER, self.blocks))
         return _modulated(self.net, x, mods, after)
+
+
+def _block_groups(channels: tuple[int, ...], k: int) -> nn.ModuleList | None:
+    """One group of k residual blocks per entry of ``channels`` (None when k is 0)."""
+    if not k:
+        return None
+    return nn.ModuleList(nn.Sequential(*(ResidualBlock(c) for _ in range(k))) for c in channels)
 
 
 def _modulated(layers: nn.Sequential, h: torch.Tensor, mods,
@@ -89,9 +94,7 @@ class SynthesisTransform(nn.Module):
         N, M = cfg.N, cfg.M
         self.body = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N),
                                   GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
-        k = cfg.synthesis_blocks
-        self.blocks = nn.ModuleList(
-            nn.Sequential(*(ResidualBlock(N) for _ in range(k))) for _ in self.AFTER) if k else None
+        self.blocks = _block_groups((N, N, N), cfg.synthesis_blocks)
         self.last = deconv(N, 3)
 
     def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None,

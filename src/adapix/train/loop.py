@@ -247,7 +247,8 @@ class Trainer:
             self.postfilter_trained = src_post
         own = dataclasses.asdict(self.run.model)
         src_mod = src_cfg["rate_modulation"]
-        blocks = {"analysis_blocks": ("g_a.blocks.", "g_a"), "synthesis_blocks": ("g_s.blocks.", "g_s")}
+        blocks = {"analysis_blocks": ("g_a.blocks.", "g_a"),
+                  "synthesis_blocks": ("g_s.blocks.", "g_s")}
         grows = ("N", "M", *blocks)
         differ = sorted(k for k in own if k not in ("lambdas", "rate_modulation", *grows)
                         and own[k] != src_cfg[k])
@@ -267,9 +268,9 @@ class Trainer:
             if self.rank == 0:
                 print("added the rate modulation of the transforms (at the identity)")
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
+        fresh = self.model.state_dict() if added else {}
         for k in added:
             prefix, name = blocks[k]
-            fresh = self.model.state_dict()
             state = {**{n: v for n, v in fresh.items() if n.startswith(prefix)}, **state}
             if self.rank == 0:
                 print(f"added {name}'s residual blocks ({src_cfg[k]} -> {own[k]} at each "
