@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from adapix.config import TINY
 from adapix.hardware import bf16_is_fast
 from adapix.images import pad_to_multiple
 from adapix.optimize import (GreedySearch, Phase, Preset, encode_to_target, measure,
@@ -524,6 +525,32 @@ def test_proxy_synthesis_matches_the_model(model, image, precision):
     for a, b in ((gy, gy_ref), (gs, gs_ref)):
         cos = torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)
         assert cos > (0.99 if precision == "bf16" else 0.99999)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32cl"])
+def test_proxy_synthesis_runs_the_residual_blocks(make_model, image, precision):
+    """model.synthesis_blocks: the proxy's g_s has the same blocks as the model's (with the blocks
+    made non-zero, a proxy without them would be off by far more than the tolerance)."""
+    from adapix.optimize.proxy import ProxySynthesis, _frozen
+
+    deep = make_model(cfg=replace(TINY, rate_modulation=True, synthesis_blocks=2))
+    with torch.no_grad():
+        for conv in deep.g_s.blocks.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.normal_(0, 0.03, generator=torch.Generator().manual_seed(conv.in_channels))
+    xp, _ = image
+    with _frozen(deep):
+        lat = deep.analyse(xp, torch.tensor([T]))
+        y, s = torch.round(lat.y), torch.round(lat.s)
+        ref = deep.synthesize(y, s, torch.tensor([T]), True)
+        plain = deep.g_s.blocks
+        deep.g_s.blocks = None
+        without = deep.synthesize(y, s, torch.tensor([T]), True)
+        deep.g_s.blocks = plain
+        out = ProxySynthesis(deep, T, True, precision)(y, s)
+    tol = 0.02 if precision == "bf16" else 1e-5
+    assert (without - ref).abs().max() > 10 * tol
+    assert (out - ref).abs().max() < tol
 
 
 @pytest.mark.parametrize("cin,cout,h,w", [(4, 3, 5, 7), (6, 2, 1, 1), (3, 5, 8, 2)])

@@ -53,6 +53,8 @@ class ResidualBlock(nn.Module):
     efficient neural image compression with shallow decoders", ICCV 2023, which put the
     capacity in the encoder). Shapes: (B, C, H, W) in, same out."""
 
+    SLOPE = 0.01  # of the leaky ReLU between the convolutions
+
     def __init__(self, channels: int):
         super().__init__()
         self.c1 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -61,4 +63,4 @@ class ResidualBlock(nn.Module):
         nn.init.zeros_(self.c2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.c2(F.leaky_relu(self.c1(x), 0.01))
+        return x + self.c2(F.leaky_relu(self.c1(x), self.SLOPE))

@@ -28,7 +28,7 @@ from ..entropy.factorized import FactorizedPrior, round_ste
 from ..entropy.gaussian import gaussian_likelihood
 from ..entropy.msp import Step
 from ..hardware import bf16_is_fast
-from ..layers import GDN
+from ..layers import GDN, ResidualBlock
 from ..model import AdapixModel, Latents
 from .cost import _crop, _lam
 from .presets import PRECISIONS
@@ -66,8 +66,9 @@ class ProxySynthesis:
     """The synthesis seen by the differentiable proxy: ``model.synthesize`` at quality position
     ``t`` for one image (batch 1), with frozen weights.
 
-    ``precision``: ``"fp32"`` calls ``model.synthesize`` itself; ``"bf16"`` runs g_s in
-    bfloat16 and channels_last from weights converted once (GDN's reparametrisation done once;
+    ``precision``: ``"fp32"`` calls ``model.synthesize`` itself; ``"bf16"`` runs g_s (with its
+    residual blocks, ``model.synthesis_blocks``) in bfloat16 and channels_last from weights
+    converted once (GDN's reparametrisation done once;
     the post-filter, if any, and the weight generator stay float32); ``"fp32cl"`` does the same
     in float32, with the last layer as a sub-pixel convolution (:func:`subpixel_weight`);
     ``"auto"`` is bf16 when the CPU has native bf16 kernels, else fp32cl. Call with
@@ -89,7 +90,9 @@ class ProxySynthesis:
         with torch.no_grad():
             self.inv_gain = model._interp(model.log_inv_gain, self.tt).float()
             rate_mods = model.synthesis_mods(self.tt)
-            for mod in model.g_s.body:
+            g_s = model.g_s
+            after = {} if g_s.blocks is None else dict(zip(g_s.AFTER, g_s.blocks))
+            for i, mod in enumerate(g_s.body):
                 if isinstance(mod, GDN) and rate_mods is not None:  # ratecond.modulate, at t
                     k = sum(layer[0] == "gdn" for layer in self.layers)
                     scale, shift = (m[0, k].view(1, -1, 1, 1).to(dt) for m in rate_mods)
@@ -106,6 +109,10 @@ class ProxySynthesis:
                         memory_format=cl), beta.to(dt), mod.inverse))
                 else:  # pragma: no cover - a synthesis this class does not know
                     raise TypeError(f"ProxySynthesis: unsupported layer {type(mod).__name__}")
+                for block in after.get(i, ()):  # model.synthesis_blocks: x + c2(lrelu(c1(x)))
+                    self.layers.append(("block", *(
+                        (c.weight.detach().to(dt).contiguous(memory_format=cl),
+                         c.bias.detach().to(dt)) for c in (block.c1, block.c2))))
 
     def __call__(self, y_hat: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
         m = self.model
@@ -121,6 +128,10 @@ class ProxySynthesis:
                                        output_padding=out_pad)
             elif layer[0] == "affine":
                 h = h * layer[1] + layer[2]
+            elif layer[0] == "block":
+                (w1, b1), (w2, b2) = layer[1], layer[2]
+                h = h + F.conv2d(F.leaky_relu(F.conv2d(h, w1, b1, padding=1),
+                                              ResidualBlock.SLOPE), w2, b2, padding=1)
             else:
                 # GDN: beta > 0 and gamma >= 0, so the norm is positive: no clamp needed
                 _, gamma, beta, inverse = layer
