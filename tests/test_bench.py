@@ -20,6 +20,7 @@ from adapix.bench import (BenchConfig, SpeedResult, bench_adapix, bench_synthesi
                           run_bench, synthetic_photo)
 from adapix.cli.bench import main as bench_main
 from adapix.config import TINY
+from adapix.container import peek_header
 from adapix.model import AdapixModel
 from adapix.weights import build_tables, export_weights
 
@@ -140,6 +141,22 @@ def test_run_bench_report_and_json(tiny_model_file, tmp_path):
     assert data["results"][0]["name"] == "adapix:fast"
     assert data["environment"]["model_id"] == "tiny-bench"
     assert data["config"]["profiles"] == ["fast"]
+
+
+def test_run_bench_bf16_rows_and_ratios(tiny_model_file):
+    cfg = BenchConfig(sizes=((64, 64),), runs=1, threads=1, profiles=("fast",),
+                      model=str(tiny_model_file), mbt=False, memory=False, bf16=True)
+    report = run_bench(cfg, progress=False)
+    assert [r.name for r in report.results] == ["adapix:fast+bf16", "adapix:synthesis+bf16"]
+    (ratio,) = report.ratios
+    assert ratio.profile == "fast+bf16" and ratio.adapix_over_synthesis > 0
+    assert "Adapix decode (fast+bf16) / synthesis only" in format_table(report.results)
+
+
+def test_bench_adapix_bf16_codes_a_bf16_file(codec):
+    with bench.torch_threads(1):
+        row, data = bench_adapix(codec, synthetic_photo(*SIZE), "fast", runs=1, bf16=True)
+    assert row.name == "adapix:fast+bf16" and peek_header(data).bf16
 
 
 # ---- CLI ---------------------------------------------------------------------------------------

@@ -188,6 +188,43 @@ def test_every_profile_decodes_to_its_reconstruction(tiny_codec, profile):
     assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
 
 
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_bf16_files_decode_to_their_reconstruction(tiny_codec, encoded, profile):
+    """--bf16: the header's flag makes the decoder run the synthesis in bfloat16 as the encoder
+    did; the streams are those of a float32 file, the pixels move a little."""
+    img, _ = encoded
+    plain = tiny_codec.encode_ex(img, quality=55, profile=profile, time_budget=0.3)
+    res = tiny_codec.encode_ex(img, quality=55, profile=profile, time_budget=0.3, bf16=True)
+    dec = tiny_codec.decode_ex(res.data)
+    assert res.bf16 and dec.header.bf16 and not plain.bf16
+    assert container.peek_header(res.data).flags & container.FLAG_BF16
+    assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
+    if profile == "fast":  # same streams, other pixels, about the same PSNR
+        a, b = container.unpack(plain.data), container.unpack(res.data)
+        assert a.sections == b.sections
+        assert not np.array_equal(res.reconstruction.pixels, plain.reconstruction.pixels)
+        assert abs(res.psnr - plain.psnr) < 0.2
+
+
+def test_bf16_tiles_decode_to_their_reconstruction(tiny_codec):
+    img = RasterImage(np.random.default_rng(8).integers(0, 256, (70, 130, 3), dtype=np.uint8))
+    res = tiny_codec.encode_ex(img, quality=60, tile_size=64, bf16=True)
+    dec = tiny_codec.decode_ex(res.data)
+    assert dec.header.tiled and dec.header.bf16
+    assert np.array_equal(dec.image.pixels, res.reconstruction.pixels)
+
+
+def test_bf16_warns_where_the_cpu_lacks_native_bf16(tiny_codec, encoded, monkeypatch):
+    import adapix.codec as codec_mod
+
+    img, _ = encoded
+    monkeypatch.setattr(codec_mod, "bf16_is_fast", lambda: False)
+    assert codec_mod.SLOW_BF16_WARNING in tiny_codec.encode_ex(img, bf16=True).warnings
+    assert codec_mod.SLOW_BF16_WARNING not in tiny_codec.encode_ex(img).warnings
+    with pytest.raises(AdapixError, match="bf16"):
+        tiny_codec.encode_ex(img, bf16="yes")
+
+
 def test_unknown_profile_raises_adapix_error(tiny_codec, encoded):
     img, _ = encoded
     with pytest.raises(AdapixError):

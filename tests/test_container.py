@@ -197,7 +197,7 @@ def test_crc_valid_structural_errors(small: bytes) -> None:
     fixed = 22  # magic .. model id length
     hdr_end = fixed + 1 + 8  # count byte offset
     cases = {
-        "flags": body[:17] + b"\x00\x10" + body[19:],
+        "flags": body[:17] + b"\x00\x20" + body[19:],
         "profile": body[:16] + b"\x07" + body[17:],
         "color": body[:13] + b"\x02" + body[14:],
         "quality": body[:14] + b"\x27\x11" + body[16:],
@@ -217,6 +217,15 @@ def test_crc_valid_structural_errors(small: bytes) -> None:
         with pytest.raises(FormatError):
             unpack(with_crc(data))
             pytest.fail(name)
+
+
+def test_bf16_flag_round_trips_as_bit_4(small: bytes) -> None:
+    data = pack(ApxFile(dataclasses.replace(SMALL, bf16=True), {SectionType.CONTENT: b"xyz"}))
+    f = unpack(data)
+    assert f.header.bf16 and not unpack(small).header.bf16
+    assert f.header.flags == SMALL.flags | 16
+    assert data[17:19] == (SMALL.flags | 16).to_bytes(2, "big")
+    assert dict(describe(f, len(data)))["flags"].endswith("bf16 synthesis")
 
 
 def test_describe(full: bytes) -> None:

@@ -168,6 +168,32 @@ def test_pixels_within_one_level_across_settings(encoded, decoded):
           f"{100 * worst[1]:.4f} % of values")
 
 
+BF16_MAX_LEVELS = 4  # bfloat16 synthesis under other kernels (measured: 2 levels, oneDNN off)
+
+
+def test_bf16_files_across_settings(codec, image):
+    """A bf16 file (the BF16 flag) decodes under every setting to the same integers, and to
+    pixels within BF16_MAX_LEVELS of the encoder's reconstruction: bfloat16 rounds each
+    layer's output, so other kernels (oneDNN off) move more values than float32 does. With
+    oneDNN's native bf16 kernels the thread count changes nothing."""
+    from adapix.hardware import bf16_is_fast
+
+    with setting(BASE):
+        enc = codec.encode_ex(image, quality=QUALITY, bf16=True)
+        _, ref_steps = decode_recorded(codec, enc.data)
+    rec = enc.reconstruction.pixels
+    for name in SETTINGS:
+        with setting(name):
+            res, steps = decode_recorded(codec, enc.data)
+        assert all(np.array_equal(q, r) for (_, q), (_, r) in zip(steps, ref_steps)), name
+        peak, frac = pixel_difference(res.image.pixels, rec)
+        print(f"bf16, encoded under {BASE!r}, decoded under {name!r}: max {peak} levels, "
+              f"{100 * frac:.3f} % of values")
+        assert peak <= BF16_MAX_LEVELS, (name, peak, frac)
+        if name == BASE or (bf16_is_fast() and SETTINGS[name][1]):
+            assert peak == 0, name
+
+
 def test_fixed_point_against_float64_reference(codec, encoded, decoded):
     """The coder's parameters are the fixed-point ones; a float64 evaluation of the same nets on
     the same inputs lands on the same snapped mean and scale index almost everywhere."""

@@ -31,7 +31,7 @@ from PIL import Image
 from . import container, tiling
 from .container import ApxFile, Header, SectionType
 from .errors import AdapixError, ModelMismatchError
-from .hardware import tune_allocator
+from .hardware import bf16_is_fast, tune_allocator
 from .images import (RasterImage, crop, decode_alpha, encode_alpha, from_tensor, load_image,
                      pad_to_multiple, to_pil, to_tensor)
 from .model import Streams, position_to_quality, quality_to_position
@@ -41,6 +41,9 @@ from .weights import LoadedModel, load_weights
 DEFAULT_QUALITY = 65.0
 """The quality when none is given: lambda 0.018 with the shipped model's eight anchors (about
 quality 50 of the six-anchor scale the models of sessions 1-9 had)."""
+SLOW_BF16_WARNING = ("this CPU has no native bfloat16 kernels: the bf16 synthesis runs several "
+                     "times slower here than float32 (and so does decoding the file on such a "
+                     "CPU)")
 FINISH_RESERVE = 0.2
 """Seconds of a time budget (at most 2% of it) kept back from the encoder-side optimisation for
 the codec's own finishing work (its last coding pass, the reconstruction, the container), so
@@ -64,6 +67,7 @@ class EncodeResult:
     warnings: list[str] = field(default_factory=list)
     tile_size: int = 0    # 0: not tiled
     postfilter: bool = False  # the header's flag: the decoder applies the post-filter
+    bf16: bool = False    # the header's flag: the synthesis runs in bfloat16
 
 
 @dataclass
@@ -111,10 +115,15 @@ class Codec:
         return self.encode_ex(image, quality, profile, **options).data
 
     def encode_ex(self, image, quality: float = DEFAULT_QUALITY, profile: str = "fast",
-                  time_budget: float | None = None, tile_size: int | None = None) -> EncodeResult:
-        """``tile_size``: None tiles images above :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels
-        with tiles of :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64
-        tiles with that size (see :mod:`adapix.tiling`). ``time_budget`` (seconds; None: the
+                  time_budget: float | None = None, tile_size: int | None = None,
+                  bf16: bool = False) -> EncodeResult:
+        """``bf16``: reconstruct (here and in every decoder: the header's BF16 flag) with the
+        synthesis transform in bfloat16, about 3x faster than float32 on a CPU with native bf16
+        kernels (AVX512-BF16 / AMX), at a PSNR within 0.01 dB (docs/results.md, "Speed"); the
+        streams are the same. ``tile_size``: None tiles images above
+        :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels with tiles of
+        :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64 tiles with that
+        size (see :mod:`adapix.tiling`). ``time_budget`` (seconds; None: the
         profile's default for the image's size, ``math.inf``: none) bounds the whole call, from
         reading the image on; the encoder-side optimisation gets what is left of it, less a
         finishing reserve (:data:`FINISH_RESERVE`; a tiled image shares that among its tiles)."""
@@ -123,6 +132,8 @@ class Codec:
         if not (isinstance(quality, numbers.Real) and 0.0 <= float(quality) <= 100.0):
             raise AdapixError(f"quality must be a number in 0..100, got {quality!r}")
         quality = round(float(quality), 2)  # what the header can carry, so what the decoder uses
+        if not isinstance(bf16, bool):
+            raise AdapixError(f"bf16 must be True or False, got {bf16!r}")
         prof = get_profile(profile)
         tile = tiling.choose_tile_size(img.height, img.width, tile_size)
         postfilter = prof.postfilter and self.loaded.postfilter_trained
@@ -142,7 +153,7 @@ class Codec:
 
         if not tile:
             streams, rec_px, est_bits, postfilter, t_coded = self._code_pixels(
-                img.pixels, prof, t, postfilter, left())
+                img.pixels, prof, t, postfilter, left(), bf16)
             if t_coded != t:  # the profile's quality mode decision: the header says where
                 quality = round(position_to_quality(self.model.cfg, t_coded), 2)
             sections = {SectionType.MODEL_STREAM: streams.model_stream,
@@ -159,7 +170,7 @@ class Codec:
                     budget /= grid.count - tl.index
                 src = tiling.cut(img.pixels, tl)
                 streams, rec_tile, bits, _, _ = self._code_pixels(
-                    src, prof, t, postfilter, budget, choose_per_image=False)
+                    src, prof, t, postfilter, budget, bf16, choose_per_image=False)
                 tiling.paste(rec_px, tl, rec_tile)
                 parts.append((streams.model_stream, streams.hyper, streams.content))
                 est_bits += bits
@@ -175,16 +186,17 @@ class Codec:
                         quality=quality, profile=prof.name, postfilter=postfilter,
                         alpha=img.alpha is not None, icc=bool(img.icc), tiled=bool(tile),
                         tile_size=tile, model_id=self.loaded.model_id,
-                        weights_hash=self.loaded.weights_hash)
+                        weights_hash=self.loaded.weights_hash, bf16=bf16)
         data = container.pack(ApxFile(header, sections))
         rec = RasterImage(pixels=rec_px, alpha=img.alpha, icc=img.icc, warnings=[])
+        warnings = list(img.warnings) + ([SLOW_BF16_WARNING] if bf16 and not bf16_is_fast() else [])
         return EncodeResult(data=data, width=img.width, height=img.height, quality=quality,
                             profile=prof.name, bpp=8 * len(data) / n, est_bpp=est_bits / n,
                             psnr=psnr, seconds=time.perf_counter() - t0, reconstruction=rec,
-                            warnings=list(img.warnings), tile_size=tile, postfilter=postfilter)
+                            warnings=warnings, tile_size=tile, postfilter=postfilter, bf16=bf16)
 
     def _code_pixels(self, pixels: np.ndarray, prof, t: float, postfilter: bool,
-                     time_budget: float | None, choose_per_image: bool = True,
+                     time_budget: float | None, bf16: bool, choose_per_image: bool = True,
                      ) -> tuple[Streams, np.ndarray, float, bool, float]:
         """Codes one whole image or one tile, uint8 (H, W, 1|3), with the per-image path:
         (streams, uint8 reconstruction of the same shape, ideal code length in bits, post-filter
@@ -194,7 +206,8 @@ class Codec:
         xp, hw = pad_to_multiple(x, self.model.cfg.pad_multiple)
         del x
         result = prof.run(self.model, xp, hw, t, postfilter, time_budget,
-                          choose_postfilter=choose_per_image, choose_quality=choose_per_image)
+                          choose_postfilter=choose_per_image, choose_quality=choose_per_image,
+                          bf16=bf16)
         rec = from_tensor(crop(result.x_hat, hw), pixels.shape[2] == 1)
         t_coded = t if result.t is None else result.t
         return result.streams, rec, result.est_bits, result.postfilter, t_coded
@@ -232,25 +245,27 @@ class Codec:
             if f.tile_index is not None:
                 raise container.FormatError("TILE_INDEX section in a file that is not tiled")
             pixels = self._decode_pixels(Streams(f.model_stream, f.hyper, f.content),
-                                         h.height, h.width, t, h.postfilter, grey)
+                                         h.height, h.width, t, h, grey)
         else:
             tiles = container.tile_streams(f)  # checked against the grid before allocating
             grid = tiling.TileGrid(h.height, h.width, h.tile_size)
             pixels = np.empty((h.height, h.width, 1 if grey else 3), np.uint8)
             for tl, (ms, hyper, content) in zip(grid, tiles):
                 tiling.paste(pixels, tl, self._decode_pixels(Streams(ms, hyper, content),
-                                                             tl.height, tl.width, t,
-                                                             h.postfilter, grey))
+                                                             tl.height, tl.width, t, h,
+                                                             grey))
         alpha = decode_alpha(f.alpha, h.width, h.height) if f.alpha is not None else None
         img = RasterImage(pixels=pixels, alpha=alpha, icc=f.icc, warnings=[])
         return DecodeResult(image=img, header=h, seconds=time.perf_counter() - t0)
 
     def _decode_pixels(self, streams: Streams, height: int, width: int, t: float,
-                       postfilter: bool, grey: bool) -> np.ndarray:
-        """Decodes one whole image or one tile of ``height`` x ``width`` -> uint8 (H, W, 1|3)."""
+                       header: Header, grey: bool) -> np.ndarray:
+        """Decodes one whole image or one tile of ``height`` x ``width`` -> uint8 (H, W, 1|3),
+        with the header's post-filter and synthesis-precision flags."""
         m = self.model.cfg.pad_multiple
         hp, wp = -(-height // m) * m, -(-width // m) * m
-        x_hat = self.model.decompress(streams, (hp, wp), t, postfilter=postfilter)
+        x_hat = self.model.decompress(streams, (hp, wp), t, postfilter=header.postfilter,
+                                      bf16=header.bf16)
         return from_tensor(crop(x_hat, (height, width)), grey)
 
 

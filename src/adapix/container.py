@@ -12,7 +12,7 @@ bytes   field         meaning
 1       color         1 = greyscale, 3 = RGB
 2       quality       round(quality * 100), 0..10000 (quality 0..100, 0.01 steps)
 1       profile       0 fast, 1 balanced, 2 best, 255 custom
-2       flags         bit0 POSTFILTER, bit1 ALPHA, bit2 ICC, bit3 TILED; rest 0
+2       flags         bit0 POSTFILTER, bit1 ALPHA, bit2 ICC, bit3 TILED, bit4 BF16; rest 0
 2       tile_size     0 unless TILED; then the tile side, a multiple of 64
 1       id length     n, 1..64
 n       model_id      ASCII ``[a-z0-9._-]``
@@ -23,7 +23,9 @@ n       model_id      ASCII ``[a-z0-9._-]``
 ======  ============  ==========================================================
 
 Each section type appears at most once; ALPHA is present iff the ALPHA flag is set, ICC iff the
-ICC flag is. :func:`unpack` checks magic, version, minimum length, CRC, then every field, and
+ICC flag is. BF16: the encoder reconstructed with the synthesis transform in bfloat16
+(:meth:`adapix.model.AdapixModel.synthesize`), so the decoder does too; the streams do not depend
+on it (the entropy coding is fixed point). :func:`unpack` checks magic, version, minimum length, CRC, then every field, and
 raises nothing but :class:`~adapix.errors.FormatError`; :func:`pack` applies the same checks.
 
 Tiled files (TILED flag, see :mod:`adapix.tiling`): the image is a row-major grid of
@@ -62,7 +64,8 @@ MAX_SIDE = 2**30
 MAX_SECTIONS = 16
 PROFILES: dict[int, str] = {0: "fast", 1: "balanced", 2: "best", 255: "custom"}
 _PROFILE_IDS = {name: pid for pid, name in PROFILES.items()}
-FLAG_POSTFILTER, FLAG_ALPHA, FLAG_ICC, FLAG_TILED = 1, 2, 4, 8
+FLAG_POSTFILTER, FLAG_ALPHA, FLAG_ICC, FLAG_TILED, FLAG_BF16 = 1, 2, 4, 8, 16
+_FLAGS_KNOWN = 0x1F
 _MODEL_ID = re.compile(r"[a-z0-9._-]{1,64}")
 _FIXED = struct.Struct(">4sBIIBHBHHB")  # magic .. model id length: 22 bytes
 _SECTION = struct.Struct(">BI")
@@ -101,11 +104,12 @@ class Header:
     tile_size: int
     model_id: str
     weights_hash: bytes
+    bf16: bool = False  # the synthesis runs in bfloat16 (FLAG_BF16)
 
     @property
     def flags(self) -> int:
         """The flags as the u16 bit field."""
-        bits = (self.postfilter, self.alpha, self.icc, self.tiled)
+        bits = (self.postfilter, self.alpha, self.icc, self.tiled, self.bf16)
         return sum(1 << i for i, on in enumerate(bits) if on)
 
     @property
@@ -239,8 +243,8 @@ def _unpack(mv: memoryview, max_pixels: int) -> ApxFile:
                           "(raise it with --max-pixels if you trust this file)")
     if pid not in PROFILES:
         raise FormatError(f"unknown profile id {pid}")
-    if flags & ~0xF:
-        raise FormatError(f"unknown flag bits set: {flags & ~0xF:#06x}")
+    if flags & ~_FLAGS_KNOWN:
+        raise FormatError(f"unknown flag bits set: {flags & ~_FLAGS_KNOWN:#06x}")
     pos = _FIXED.size
     if pos + idlen + 8 + 1 > end:
         raise FormatError("truncated header")
@@ -253,7 +257,7 @@ def _unpack(mv: memoryview, max_pixels: int) -> ApxFile:
     _check_int("section count", count, 0, MAX_SECTIONS)
     header = Header(w, h, color, q / 100, PROFILES[pid], bool(flags & FLAG_POSTFILTER),
                     bool(flags & FLAG_ALPHA), bool(flags & FLAG_ICC), bool(flags & FLAG_TILED),
-                    tile, raw_id.decode("ascii"), whash)
+                    tile, raw_id.decode("ascii"), whash, bf16=bool(flags & FLAG_BF16))
     _validate(header)
     sections: dict[SectionType, bytes] = {}
     for i in range(count):
@@ -370,7 +374,7 @@ def describe(f: ApxFile, data_len: int) -> list[tuple[str, str]]:
     """(label, value) rows for ``adapix info``; ``data_len`` is the file size in bytes."""
     h = f.header
     on = [n for n, b in (("postfilter", h.postfilter), ("alpha", h.alpha), ("icc", h.icc),
-                         ("tiled", h.tiled)) if b]
+                         ("tiled", h.tiled), ("bf16 synthesis", h.bf16)) if b]
 
     def share(size: int) -> str:
         return f"{size:,} B ({100 * size / data_len:.1f} %)" if data_len > 0 else f"{size:,} B"

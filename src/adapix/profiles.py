@@ -182,8 +182,10 @@ class Profile:
 
     def run(self, model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t: float,
             postfilter: bool, time_budget: float | None = None,
-            choose_postfilter: bool = True, choose_quality: bool = True) -> CodingResult:
-        """Codes x (1,3,Hp,Wp) padded, original size hw, at quality position t.
+            choose_postfilter: bool = True, choose_quality: bool = True,
+            bf16: bool = False) -> CodingResult:
+        """Codes x (1,3,Hp,Wp) padded, original size hw, at quality position t, reconstructing
+        with the synthesis precision ``bf16`` (the header's flag).
 
         ``postfilter``: whether the post-filter may be used; the result's ``postfilter`` is the
         flag to write into the header (a profile with ``preset.postfilter_choice`` turns it off
@@ -194,11 +196,11 @@ class Profile:
         (:meth:`default_budget`), ``math.inf`` = the preset's full effort whatever it takes.
         """
         if not self.preset.optimizes:
-            return model.compress(x, t, postfilter=postfilter)
+            return model.compress(x, t, postfilter=postfilter, bf16=bf16)
         budget = self.default_budget(hw) if time_budget is None else time_budget
         return optimize_latents(model, x, hw, t, self.preset, time_budget=budget,
                                 postfilter=postfilter, choose_postfilter=choose_postfilter,
-                                choose_quality=choose_quality)
+                                choose_quality=choose_quality, bf16=bf16)
 
 
 PROFILES: dict[str, Profile] = {

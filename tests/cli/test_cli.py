@@ -87,6 +87,25 @@ def test_decode_and_info(tmp_path, tiny_weights, tiny_codec, synth_image, capsys
     assert "27 x 19" in out
 
 
+def test_encode_bf16_sets_the_flag_and_decodes_to_the_reconstruction(tmp_path, tiny_weights,
+                                                                      tiny_codec, synth_image,
+                                                                      capsys):
+    src = write_png(tmp_path / "pic.png", synth_image(19, 27, seed=4))
+    apx = tmp_path / "pic.apx"
+    assert main(["encode", str(src), "-o", str(apx), "--bf16", "--model", str(tiny_weights)]) == 0
+    assert "bf16 synthesis" in capsys.readouterr().out
+    data = apx.read_bytes()
+    rec = tiny_codec.encode_ex(str(src), bf16=True)
+    assert rec.data == data
+    png = tmp_path / "decoded.png"
+    assert main(["decode", str(apx), "-o", str(png), "--model", str(tiny_weights)]) == 0
+    with Image.open(png) as im:
+        assert np.array_equal(np.asarray(im), rec.reconstruction.pixels)
+    capsys.readouterr()
+    assert main(["info", str(apx), "--model", str(tiny_weights)]) == 0
+    assert "bf16 synthesis" in capsys.readouterr().out
+
+
 def test_info_without_matching_model(tmp_path, tiny_weights, synth_image, capsys):
     src = write_png(tmp_path / "p.png", synth_image(8, 8))
     apx = tmp_path / "p.apx"

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from adapix.container import peek_header
 from adapix.eval import codecs as C
 from adapix.eval.metrics import psnr
 
@@ -172,6 +173,13 @@ def test_adapix_codec_reports_reason_or_works(tmp_path, image64):
     out = codec.decode(data)
     assert out.shape == image64.shape and out.dtype == np.uint8
     assert math.isfinite(psnr(image64, out))
+    bf = C.get_codec("adapix:fast+bf16")
+    assert (bf.name, bf.profile, bf.bf16) == ("adapix-fast-bf16", "fast", True)
+    bf.weights = str(path)
+    assert bf.fingerprint(50).endswith(" bf16") and not codec.fingerprint(50).endswith(" bf16")
+    data_bf = bf.encode(image64, 50)
+    assert peek_header(data_bf).bf16 and not peek_header(data).bf16
+    assert bf.decode(data_bf).shape == image64.shape
 
 
 def test_adapix_qualities_come_from_the_environment(monkeypatch):

@@ -57,7 +57,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True, codec=None,
     do_mbt = cfg.mbt and mbt_reason is None
     base_spec = {"threads": cfg.threads, "model": cfg.model, "image": cfg.image, "seed": cfg.seed,
                  "quality": cfg.quality, "time_budget": cfg.time_budget,
-                 "mbt_quality": cfg.mbt_quality}
+                 "mbt_quality": cfg.mbt_quality, "bf16": cfg.bf16}
     pictures: dict[tuple[int, int], np.ndarray] = {}
     state: dict = {}
     tasks: list[_Task] = []
@@ -106,7 +106,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True, codec=None,
 
             def timing(key=key, prof=prof, w=w, h=h):
                 row, data = bench_adapix(codec, picture(w, h), prof, cfg.runs, cfg.quality,
-                                         cfg.time_budget, cfg.complexity)
+                                         cfg.time_budget, cfg.complexity, cfg.bf16)
                 state[key], state[key + ("data",)] = row, data
                 report.results.append(row)
             add(f"adapix:{prof} {size}", timing)
@@ -118,7 +118,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True, codec=None,
         key = ("synthesis", w, h)
 
         def synth(key=key, w=w, h=h):
-            row = bench_synthesis(codec.model, w, h, cfg.runs, cfg.seed, cfg.complexity)
+            row = bench_synthesis(codec.model, w, h, cfg.runs, cfg.seed, cfg.complexity,
+                                  cfg.bf16)
             state[key] = row
             report.results.append(row)
         add(f"adapix:{SYNTHESIS} {size}", synth)

@@ -60,14 +60,16 @@ def _memory_child(spec: dict) -> dict:
             raster = RasterImage(pixels=make_picture(spec["width"], spec["height"],
                                                      spec["image"], spec["seed"]))
             op = lambda: codec.encode_ex(raster, quality=spec["quality"],  # noqa: E731
-                                         profile=spec["profile"], time_budget=spec["time_budget"])
+                                         profile=spec["profile"], time_budget=spec["time_budget"],
+                                         bf16=spec.get("bf16", False))
         elif kind == "adapix-decode":
             data = spec["data"]
             op = lambda: codec.decode_ex(data)  # noqa: E731
         elif kind == "adapix-synthesis":
             y_hat, s_hat, t = synthesis_input(codec.model, spec["width"], spec["height"],
                                               spec["seed"])
-            op = lambda: codec.model.synthesize(y_hat, s_hat, t, postfilter=False)  # noqa: E731
+            op = lambda: codec.model.synthesize(y_hat, s_hat, t, postfilter=False,  # noqa: E731
+                                                bf16=spec.get("bf16", False))
         else:
             raise ValueError(kind)
     elif kind.startswith("mbt2018"):

@@ -13,13 +13,18 @@ from typing import Sequence
 
 import torch
 
-from .results import SYNTHESIS, BenchReport, Ratios, SpeedResult
+from .results import BF16_SUFFIX, SYNTHESIS, BenchReport, Ratios, SpeedResult
+
+
+def _base(name: str) -> str:
+    """A row's name without the bf16 suffix (a run times one precision)."""
+    return name[:-len(BF16_SUFFIX)] if name.endswith(BF16_SUFFIX) else name
 
 
 def _pick_adapix(rows: list[SpeedResult]) -> SpeedResult | None:
-    coded = [r for r in rows if r.name.startswith("adapix:") and r.name != f"adapix:{SYNTHESIS}"
-             and r.decode_s]
-    fast = [r for r in coded if r.name == "adapix:fast"]
+    coded = [r for r in rows if r.name.startswith("adapix:")
+             and _base(r.name) != f"adapix:{SYNTHESIS}" and r.decode_s]
+    fast = [r for r in coded if _base(r.name) == "adapix:fast"]
     return (fast or coded or [None])[0]
 
 
@@ -34,7 +39,8 @@ def compute_ratios(results: Sequence[SpeedResult]) -> list[Ratios]:
     for w, h in sizes:
         rows = [r for r in results if (r.width, r.height) == (w, h)]
         ad = _pick_adapix(rows)
-        syn = next((r for r in rows if r.name == f"adapix:{SYNTHESIS}" and r.decode_s), None)
+        syn = next((r for r in rows if _base(r.name) == f"adapix:{SYNTHESIS}" and r.decode_s),
+                   None)
         mbt = next((r for r in rows if r.name.startswith("mbt2018") and r.decode_s), None)
         out.append(Ratios(
             width=w, height=h, profile=ad.name.split(":", 1)[1] if ad else "",

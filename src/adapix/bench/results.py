@@ -12,6 +12,7 @@ MBT_PAD = 64  # mbt2018 needs multiples of 64 (two stride-2 stages after four in
 COMPRESSAI_VERSION = "1.2.8"
 COMPRESSAI_INSTALL = f"pip install --no-deps compressai=={COMPRESSAI_VERSION}"
 SYNTHESIS = "synthesis"
+BF16_SUFFIX = "+bf16"  # of the Adapix rows timed with the synthesis in bfloat16
 _RESULT_TAG = "ADAPIX_BENCH_RESULT "
 
 
@@ -69,6 +70,7 @@ class BenchConfig:
     memory: bool = True
     complexity: bool = True
     seed: int = 0
+    bf16: bool = False  # Adapix rows with the synthesis in bfloat16 (named ``...+bf16``)
 
 
 @dataclass

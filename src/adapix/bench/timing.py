@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .results import DEFAULT_RUNS, SYNTHESIS, SpeedResult
+from .results import BF16_SUFFIX, DEFAULT_RUNS, SYNTHESIS, SpeedResult
 
 
 # ---- timing helpers ----------------------------------------------------------------------------
@@ -56,9 +56,10 @@ def _padded(width: int, height: int, multiple: int) -> tuple[int, int]:
 
 def bench_adapix(codec, pixels: np.ndarray, profile: str = "fast", runs: int = DEFAULT_RUNS,
                  quality: float = 50.0, time_budget: float | None = None,
-                 complexity: bool = True) -> tuple[SpeedResult, bytes]:
-    """Median encode and decode time of one picture (H, W, 3 uint8) with a Codec and profile;
-    also the decoder's kMAC/pixel. Returns the result and the coded bytes."""
+                 complexity: bool = True, bf16: bool = False) -> tuple[SpeedResult, bytes]:
+    """Median encode and decode time of one picture (H, W, 3 uint8) with a Codec and profile
+    (``bf16``: the synthesis in bfloat16, row ``adapix:<profile>+bf16``); also the decoder's
+    kMAC/pixel. Returns the result and the coded bytes."""
     from ..images import RasterImage
 
     raster = RasterImage(pixels=pixels)
@@ -66,11 +67,13 @@ def bench_adapix(codec, pixels: np.ndarray, profile: str = "fast", runs: int = D
     # no torch.no_grad() here: the model's coding methods have their own, and optimising
     # profiles need gradients (as in the CLI)
     enc_s, res = median_time(lambda: codec.encode_ex(raster, quality=quality, profile=profile,
-                                                     time_budget=time_budget), runs)
+                                                     time_budget=time_budget, bf16=bf16),
+                              runs)
     data = res.data
     dec_s, _ = median_time(lambda: codec.decode_ex(data), runs)
     kmac = count_kmac_per_pixel(lambda: codec.decode_ex(data), w * h) if complexity else None
-    return SpeedResult(name=f"adapix:{profile}", width=w, height=h, encode_s=enc_s,
+    return SpeedResult(name=f"adapix:{profile}{BF16_SUFFIX if bf16 else ''}", width=w, height=h,
+                       encode_s=enc_s,
                        decode_s=dec_s, runs=runs, kmac_per_pixel=kmac, bytes=len(data)), data
 
 
@@ -86,17 +89,18 @@ def synthesis_input(model, width: int, height: int, seed: int = 0):
 
 
 def bench_synthesis(model, width: int, height: int, runs: int = DEFAULT_RUNS, seed: int = 0,
-                    complexity: bool = True) -> SpeedResult:
-    """The synthesis transform alone (model.synthesize, no post-filter) at the latent size of a
-    width x height image: median time and kMAC/pixel."""
+                    complexity: bool = True, bf16: bool = False) -> SpeedResult:
+    """The synthesis transform alone (model.synthesize, no post-filter; ``bf16``: in bfloat16)
+    at the latent size of a width x height image: median time and kMAC/pixel."""
     y_hat, s_hat, t = synthesis_input(model, width, height, seed)
 
     def run():
         with torch.no_grad():
-            return model.synthesize(y_hat, s_hat, t, postfilter=False).clamp(0, 1)
+            return model.synthesize(y_hat, s_hat, t, postfilter=False, bf16=bf16).clamp(0, 1)
 
     dec_s, _ = median_time(run, runs)
     kmac = count_kmac_per_pixel(run, width * height) if complexity else None
-    return SpeedResult(name=f"adapix:{SYNTHESIS}", width=width, height=height, encode_s=None,
+    return SpeedResult(name=f"adapix:{SYNTHESIS}{BF16_SUFFIX if bf16 else ''}", width=width,
+                       height=height, encode_s=None,
                        decode_s=dec_s, runs=runs, kmac_per_pixel=kmac,
                        note="g_s only (model.synthesize), no entropy decoding")

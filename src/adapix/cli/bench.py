@@ -23,7 +23,8 @@ only), for every --profiles at every --sizes. Two reference rows per size:
                     al. 2018) with random weights (speed does not depend on training)
 
 and two ratios per size: Adapix decode / synthesis only, and mbt2018 decode / Adapix decode
-(fast profile). The test picture is synthetic and deterministic (smooth shaded shapes, texture,
+(fast profile). --bf16 times the Adapix rows with the synthesis in bfloat16 (files made with
+`adapix encode --bf16`; rows named adapix:PROFILE+bf16). The test picture is synthetic and deterministic (smooth shaded shapes, texture,
 noise) unless --image gives one (e.g. a Kodak image, mirror-tiled or cropped to each size).
 Prints a markdown table; writes every number to --out (JSON)."""
 
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory subprocesses")
     p.add_argument("--no-complexity", action="store_true", help="skip the kMAC/pixel count")
+    p.add_argument("--bf16", action="store_true",
+                   help="Adapix rows with the synthesis in bfloat16 (adapix encode --bf16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic picture and of "
                                                         "mbt2018's random weights (default 0)")
     large = p.add_argument_group(
@@ -191,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                       quality=args.quality, time_budget=args.time_budget, mbt=not args.no_mbt,
                       mbt_quality=args.mbt_quality, mbt_runs=args.mbt_runs,
                       memory=not args.no_memory, complexity=not args.no_complexity,
+                      bf16=args.bf16,
                       seed=args.seed)
 
     from tqdm import tqdm

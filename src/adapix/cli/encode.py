@@ -25,7 +25,10 @@ trade-off lambda log-linearly between the model's anchors (lambda 0.0002 at 0 to
 for the shipped model). Directories are expanded to the images they contain. Outputs go next
 to each input as NAME.apx unless -o names a file (one input) or a directory (several).
 Images above 4 MP are coded as independent tiles of 1024x1024 pixels so that memory stays
-bounded (--tile-size sets the size, 0 turns tiling off); the decoder needs no option."""
+bounded (--tile-size sets the size, 0 turns tiling off); the decoder needs no option.
+--bf16 makes encoder and decoder run the synthesis transform in bfloat16: about 3x faster on a
+CPU with native bf16 kernels (AVX512-BF16 or AMX), the same file size, PSNR within 0.01 dB;
+several times slower on a CPU without them."""
 
 
 def _tile_size(text: str) -> int | None:
@@ -67,6 +70,9 @@ def build_parser() -> Parser:
                    help=f"code the image as independent tiles of PX x PX pixels (a multiple of "
                         f"{TILE_MULTIPLE}) to bound memory; 0: never tile (default: tiles of "
                         f"{DEFAULT_TILE_SIZE} above {AUTO_TILE_PIXELS / 2**20:g} MP)")
+    p.add_argument("--bf16", action="store_true",
+                   help="reconstruct with the synthesis in bfloat16, here and in every decoder "
+                        "(a flag in the file): faster decoding on CPUs with native bf16")
     p.add_argument("--model", default=None, help="weights file (default: the shipped model)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})")
@@ -82,7 +88,7 @@ def _encode_to_target(codec: Codec, src: Path, args):
 
     def encode_at(q: float):
         r = codec.encode_ex(img, quality=q, profile=args.profile, time_budget=args.time_budget,
-                            tile_size=args.tile_size)
+                            tile_size=args.tile_size, bf16=args.bf16)
         return r.bpp, r.psnr, r
 
     tr = encode_to_target(encode_at, target_bpp=args.target_bpp, target_psnr=args.target_psnr)
@@ -116,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = _encode_to_target(codec, src, args)
             else:
                 res = codec.encode_ex(str(src), quality=args.quality, profile=args.profile,
-                                      time_budget=args.time_budget, tile_size=args.tile_size)
+                                      time_budget=args.time_budget, tile_size=args.tile_size,
+                                      bf16=args.bf16)
             write_atomic(dst, res.data)
         except AdapixError as exc:
             failures += 1
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"{res.bpp:.4f} bpp, PSNR {res.psnr:.2f} dB, {res.seconds:.2f} s "
                        f"(quality {res.quality:g}, profile {res.profile}"
                        + (", post-filter" if res.postfilter else "")
+                       + (", bf16 synthesis" if res.bf16 else "")
                        + (f", tiles of {res.tile_size} px)" if res.tile_size else ")"))
     if many and not args.quiet:
         print(f"encoded {len(inputs) - failures} of {len(inputs)} images"

@@ -85,7 +85,8 @@ def _list_codecs(reference_dir: Path | None) -> None:
         print(f"  {codec.name:9s} {status}")
         print(f"  {'':9s} {codec.param_name} = [{params}]")
         print(f"  {'':9s} {codec.description}")
-    print("  also: adapix:<profile> (the Adapix codec with a given profile)")
+    print("  also: adapix:<profile> (the Adapix codec with a given profile), "
+          "adapix:<profile>+bf16 (the same with its synthesis in bfloat16)")
     if reference_dir is not None:
         from adapix.eval.results import load_reference_curves
 

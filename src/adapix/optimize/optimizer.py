@@ -23,13 +23,13 @@ def optimize_latents_ex(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int]
                         postfilter: bool | None = None,
                         clock: Callable[[], float] | None = None,
                         choose_postfilter: bool = True,
-                        choose_quality: bool = True) -> OptimizeOutcome:
+                        choose_quality: bool = True, bf16: bool = False) -> OptimizeOutcome:
     """Like :func:`optimize_latents`, also returning the best latents and statistics.
 
     ``clock`` replaces ``time.perf_counter`` for the time budget (tests use a fake clock)."""
     with torch.inference_mode(False):  # gradients are needed even if the caller disabled them
         return _optimize(model, x, hw, t, preset, time_budget, progress, postfilter, clock,
-                         choose_postfilter, choose_quality)
+                         choose_postfilter, choose_quality, bf16)
 
 
 def _phase_deadlines(run: _Run, greedy: GreedySearch,
@@ -88,10 +88,11 @@ def _warm_up_adam() -> None:
 
 
 def _optimize(model, x, hw, t, preset, time_budget, progress, postfilter,
-              clock=None, choose_postfilter=True, choose_quality=True) -> OptimizeOutcome:
+              clock=None, choose_postfilter=True, choose_quality=True,
+              bf16=False) -> OptimizeOutcome:
     postfilter = preset.postfilter if postfilter is None else bool(postfilter)
     x = x.detach().float().clone()  # a normal tensor, even if x was made in inference mode
-    run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock)  # the clock starts
+    run = _Run(model, x, hw, t, postfilter, time_budget, progress, clock, bf16)  # clock starts
     lam = run.lam  # the asked quality's trade-off decides what runs
     phases = preset.phases_at(lam)
     finetune = preset.finetunes_at(lam)
@@ -138,7 +139,8 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
                      preset: Preset, time_budget: float | None = None,
                      progress: Callable[[str, int, float], None] | None = None,
                      postfilter: bool | None = None,
-                     choose_postfilter: bool = True, choose_quality: bool = True) -> CodingResult:
+                     choose_postfilter: bool = True, choose_quality: bool = True,
+                     bf16: bool = False) -> CodingResult:
     """Encoder-side RD optimisation of one image; returns the best CodingResult found.
 
     x (1, 3, Hp, Wp) padded image in [0, 1]; hw = (H, W) original size (the cost is measured on
@@ -160,7 +162,9 @@ def optimize_latents(model: AdapixModel, x: torch.Tensor, hw: tuple[int, int], t
     gracefully (keeping one true-cost evaluation in reserve; the gradient phases share it, see
     :class:`Phase`); 0 returns the unoptimised result; ``math.inf`` is the same as None.
     ``progress(stage, iteration, best_cost)`` is called after every true-cost evaluation.
+    ``bf16``: the synthesis precision of the file (:meth:`AdapixModel.synthesize`); every true
+    cost reconstructs with it, as the decoder will.
     """
     return optimize_latents_ex(model, x, hw, t, preset, time_budget, progress, postfilter,
                                choose_postfilter=choose_postfilter,
-                               choose_quality=choose_quality).result
+                               choose_quality=choose_quality, bf16=bf16).result

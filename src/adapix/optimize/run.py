@@ -61,12 +61,14 @@ class _Run:
     evaluation and of the last gradient iteration, kept in reserve by the budget checks.
     ``lam`` is the trade-off of the asked quality position ``t``, fixed for the run; ``t`` is the
     position the image is coded at, which the quality mode decision may move
-    (``Preset.quality_offsets``).
+    (``Preset.quality_offsets``). ``bf16`` is the synthesis precision of the file (every true
+    cost reconstructs as the decoder will).
     """
 
     def __init__(self, model, x, hw, t, postfilter, time_budget, progress,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None, bf16: bool = False):
         self.model, self.x, self.hw, self.t, self.postfilter = model, x, hw, float(t), postfilter
+        self.bf16 = bool(bf16)
         self.lam = _lam(model, self.t)
         budget = None if time_budget is None else float(time_budget)
         self.budget = budget if budget is None or math.isfinite(budget) else None
@@ -110,7 +112,7 @@ class _Run:
         lat = _detach(lat)
         pf = self.postfilter if postfilter is None else bool(postfilter)
         t = self.t if t is None else float(t)
-        st = self._consider(lat, self.model.compress_latents(lat, t, pf), stage, it)
+        st = self._consider(lat, self.model.compress_latents(lat, t, pf, self.bf16), stage, it)
         self._timed(t1, 1)
         return st
 
@@ -119,7 +121,7 @@ class _Run:
         and off (``stage + "-nopf"``), in that order: (with, without)."""
         t1 = self.clock()
         lat = _detach(lat)
-        plain, post = self.model.compress_latents_both(lat, self.t)
+        plain, post = self.model.compress_latents_both(lat, self.t, self.bf16)
         st = (self._consider(lat, post, stage, it), self._consider(lat, plain, stage + "-nopf", it))
         self._timed(t1, 2)
         return st

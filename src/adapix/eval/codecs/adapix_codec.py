@@ -39,18 +39,24 @@ class AdapixCodec(Codec):
     profile: str) -> bytes`` and ``decode(data: bytes) -> PIL.Image.Image``; quality 0..100, higher is
     better. ``profile=None`` uses the API's default profile. ``weights=None`` uses ``$ADAPIX_EVAL_WEIGHTS``
     if set, else the shipped model. The model identity (``model_id`` and the weights hash) is part of
-    the cache fingerprint, so results of other weights are not reused.
+    the cache fingerprint, so results of other weights are not reused. ``bf16=True`` encodes
+    with ``bf16=True`` (the synthesis in bfloat16, in the encoder and so in the decoder); it is
+    part of the name (``adapix-<profile>-bf16``) and of the fingerprint.
     """
 
     extension = "apx"
     param_name = "quality"
 
-    def __init__(self, profile: str | None = None, weights: str | None = None):
+    def __init__(self, profile: str | None = None, weights: str | None = None,
+                 bf16: bool = False):
         self.profile = profile
         self.weights = weights
-        self.name = "adapix" if profile is None else f"adapix-{profile}"
+        self.bf16 = bool(bf16)
+        self.name = ("adapix" if profile is None else f"adapix-{profile}") + (
+            "-bf16" if self.bf16 else "")
         self.description = (
-            f"Adapix learned codec (adapix.api, profile {profile or 'default'}), param = quality 0-100"
+            f"Adapix learned codec (adapix.api, profile {profile or 'default'}"
+            f"{', bf16 synthesis' if self.bf16 else ''}), param = quality 0-100"
         )
         self._api_codec = None
         self._load_error: str | None = None
@@ -106,7 +112,8 @@ class AdapixCodec(Codec):
         from PIL import Image
 
         img = Image.fromarray(check_rgb(rgb), "RGB")
-        return bytes(self._codec().encode(img, quality=float(param), **self._profile_kwargs()))
+        kwargs = {**self._profile_kwargs(), **({"bf16": True} if self.bf16 else {})}
+        return bytes(self._codec().encode(img, quality=float(param), **kwargs))
 
     def decode(self, data: bytes) -> np.ndarray:
         return _to_rgb_array(self._codec().decode(data))
@@ -129,7 +136,8 @@ class AdapixCodec(Codec):
 
     def fingerprint(self, param: Any = None) -> str:
         """The codec's fingerprint and :meth:`_profile_digest` at quality ``param``."""
-        return f"{super().fingerprint()} {self._profile_digest(param)}"
+        return (f"{super().fingerprint()} {self._profile_digest(param)}"
+                + (" bf16" if self.bf16 else ""))
 
     def _profile_digest(self, quality: Any = None) -> str:
         """The settings of the profile as it codes at ``quality`` (:meth:`Profile.at`; None:

@@ -24,7 +24,8 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "vvc": FFmpegVVC,
     "adapix": AdapixCodec,
 }
-"""Codec name -> factory. ``adapix:<profile>`` names are also accepted by :func:`get_codecs`."""
+"""Codec name -> factory. ``adapix:<profile>`` names (and ``adapix:<profile>+bf16``, the synthesis
+in bfloat16) are also accepted by :func:`get_codecs`."""
 
 ALIASES = {"jpeg": "jpeg420", "jpg": "jpeg420", "j2k": "jpeg2000", "jp2": "jpeg2000", "jpegxl": "jxl",
            "h266": "vvc", "heif": "heic"}
@@ -41,9 +42,11 @@ def _make(name: str) -> Codec:
         return CODECS[key]()
     if key.startswith("adapix:") or key.startswith("adapix-"):
         profile = name.strip()[len("adapix:"):]
+        bf16 = profile.lower().endswith("+bf16")
+        profile = profile[:-len("+bf16")] if bf16 else profile
         if not profile:
             raise ValueError(f"empty Adapix profile in codec name {name!r}")
-        return AdapixCodec(profile)
+        return AdapixCodec(profile, bf16=bf16)
     raise ValueError(f"unknown codec {name!r} (known: {', '.join(CODECS)}, adapix:<profile>)")
 
 
