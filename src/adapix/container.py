@@ -25,8 +25,9 @@ n       model_id      ASCII ``[a-z0-9._-]``
 Each section type appears at most once; ALPHA is present iff the ALPHA flag is set, ICC iff the
 ICC flag is. BF16: the encoder reconstructed with the synthesis transform in bfloat16
 (:meth:`adapix.model.AdapixModel.synthesize`), so the decoder does too; the streams do not depend
-on it (the entropy coding is fixed point). :func:`unpack` checks magic, version, minimum length, CRC, then every field, and
-raises nothing but :class:`~adapix.errors.FormatError`; :func:`pack` applies the same checks.
+on it (the entropy coding is fixed point). :func:`unpack` checks magic, version, minimum length,
+CRC, then every field, and raises nothing but :class:`~adapix.errors.FormatError`; :func:`pack`
+applies the same checks.
 
 Tiled files (TILED flag, see :mod:`adapix.tiling`): the image is a row-major grid of
 ``ceil(height / tile_size) * ceil(width / tile_size)`` independently coded tiles. MODEL_STREAM,

@@ -24,9 +24,10 @@ only), for every --profiles at every --sizes. Two reference rows per size:
 
 and two ratios per size: Adapix decode / synthesis only, and mbt2018 decode / Adapix decode
 (fast profile). --bf16 times the Adapix rows with the synthesis in bfloat16 (files made with
-`adapix encode --bf16`; rows named adapix:PROFILE+bf16). The test picture is synthetic and deterministic (smooth shaded shapes, texture,
-noise) unless --image gives one (e.g. a Kodak image, mirror-tiled or cropped to each size).
-Prints a markdown table; writes every number to --out (JSON)."""
+`adapix encode --bf16`; rows named adapix:PROFILE+bf16). The test picture is synthetic and
+deterministic (smooth shaded shapes, texture, noise) unless --image gives one (e.g. a Kodak
+image, mirror-tiled or cropped to each size). Prints a markdown table; writes every number to
+--out (JSON)."""
 
 EPILOG = """\
 examples:
