@@ -553,6 +553,18 @@ def test_proxy_synthesis_runs_the_residual_blocks(make_model, image, precision):
     assert (out - ref).abs().max() < tol
 
 
+def test_proxy_synthesis_refuses_a_g_s_part_it_does_not_run(make_model):
+    """A module added to g_s that the proxy does not rebuild is an error, not a silent mismatch."""
+    from adapix.optimize.proxy import ProxySynthesis
+
+    odd = make_model()
+    odd.g_s.extra = torch.nn.Conv2d(3, 3, 1)
+    for precision in ("bf16", "fp32cl"):
+        with pytest.raises(TypeError, match="g_s.extra.weight"):
+            ProxySynthesis(odd, T, False, precision)
+    assert ProxySynthesis(odd, T, False, "fp32").precision == "fp32"  # runs g_s itself
+
+
 @pytest.mark.parametrize("cin,cout,h,w", [(4, 3, 5, 7), (6, 2, 1, 1), (3, 5, 8, 2)])
 def test_subpixel_weight_computes_the_transposed_convolution(cin, cout, h, w):
     from adapix.optimize.proxy import subpixel_weight

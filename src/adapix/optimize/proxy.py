@@ -62,6 +62,17 @@ def subpixel_weight(w: torch.Tensor) -> torch.Tensor:
     return taps.permute(1, 2, 3, 0, 4, 5).reshape(4 * cout, cin, 3, 3)
 
 
+def _check_covered(g_s: nn.Module, used: list[nn.Module]) -> None:
+    """TypeError unless the modules the proxy rebuilds hold every parameter of g_s: a part added
+    to :class:`adapix.transforms.SynthesisTransform` must be added here too, or the proxy
+    optimises for another decoder (as it did for the residual blocks until 4427566)."""
+    covered = {id(p) for m in used for p in m.parameters()}
+    missing = [name for name, p in g_s.named_parameters() if id(p) not in covered]
+    if missing:
+        raise TypeError(f"ProxySynthesis does not run g_s.{missing[0]} "
+                        f"({len(missing)} parameters of g_s missing)")
+
+
 class ProxySynthesis:
     """The synthesis seen by the differentiable proxy: ``model.synthesize`` at quality position
     ``t`` for one image (batch 1), with frozen weights.
@@ -113,6 +124,7 @@ class ProxySynthesis:
                     self.layers.append(("block", *(
                         (c.weight.detach().to(dt).contiguous(memory_format=cl),
                          c.bias.detach().to(dt)) for c in (block.c1, block.c2))))
+            _check_covered(g_s, [*g_s.body, *after.values(), g_s.last])
 
     def __call__(self, y_hat: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
         m = self.model
