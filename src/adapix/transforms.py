@@ -49,8 +49,13 @@ class AnalysisTransform(nn.Module):
         self.blocks = _block_groups((N, N, M), cfg.analysis_blocks)
 
     def forward(self, x: torch.Tensor, mods=None) -> torch.Tensor:
-        after = None if self.blocks is None else dict(zip(self.AFTER, self.blocks))
-        return _modulated(self.net, x, mods, after)
+        return _modulated(self.net, x, mods, blocks_after(self))
+
+
+def blocks_after(transform: nn.Module) -> dict[int, nn.Module] | None:
+    """{index in the layer sequence: the group of residual blocks that follows that layer} of a
+    transform with ``AFTER`` and ``blocks`` (None without blocks)."""
+    return None if transform.blocks is None else dict(zip(transform.AFTER, transform.blocks))
 
 
 def _block_groups(channels: tuple[int, ...], k: int) -> nn.ModuleList | None:
@@ -99,8 +104,7 @@ class SynthesisTransform(nn.Module):
 
     def forward(self, y_hat: torch.Tensor, last_delta: torch.Tensor | None = None,
                 mods=None) -> torch.Tensor:
-        after = None if self.blocks is None else dict(zip(self.AFTER, self.blocks))
-        h = _modulated(self.body, y_hat, mods, after)
+        h = _modulated(self.body, y_hat, mods, blocks_after(self))
         if last_delta is None:
             return self.last(h)
         B, N, H, W = h.shape

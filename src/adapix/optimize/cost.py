@@ -41,15 +41,14 @@ def rd_cost_of(model: AdapixModel, result: CodingResult, x: torch.Tensor, hw: tu
 
 
 def rd_cost_true(model: AdapixModel, lat: Latents, t: float, x: torch.Tensor,
-                 hw: tuple[int, int], postfilter: bool, bf16: bool = False
-                 ) -> tuple[float, CodingResult]:
+                 hw: tuple[int, int], postfilter: bool) -> tuple[float, CodingResult]:
     """True RD cost of coding ``lat``: codes for real with ``model.compress_latents``.
 
     cost = 8 * bytes(streams) / (H * W) + lambda(t) * 255^2 * MSE, where MSE (on [0, 1]) is that
     of the 8-bit-rounded reconstruction against the 8-bit original on the original region ``hw``
     = (H, W) of the padded ``x`` (1, 3, Hp, Wp). Returns (cost, the CodingResult).
     """
-    res = model.compress_latents(lat, t, postfilter, bf16)
+    res = model.compress_latents(lat, t, postfilter)
     return rd_cost_of(model, res, x, hw, t), res
 
 

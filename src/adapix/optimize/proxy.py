@@ -30,6 +30,7 @@ from ..entropy.msp import Step
 from ..hardware import bf16_is_fast
 from ..layers import GDN, ResidualBlock
 from ..model import AdapixModel, Latents
+from ..transforms import blocks_after
 from .cost import _crop, _lam
 from .presets import PRECISIONS
 
@@ -102,7 +103,7 @@ class ProxySynthesis:
             self.inv_gain = model._interp(model.log_inv_gain, self.tt).float()
             rate_mods = model.synthesis_mods(self.tt)
             g_s = model.g_s
-            after = {} if g_s.blocks is None else dict(zip(g_s.AFTER, g_s.blocks))
+            after = blocks_after(g_s) or {}
             for i, mod in enumerate(g_s.body):
                 if isinstance(mod, GDN) and rate_mods is not None:  # ratecond.modulate, at t
                     k = sum(layer[0] == "gdn" for layer in self.layers)
