@@ -15,7 +15,7 @@ from adapix.errors import AdapixError
 from adapix.images import RasterImage, pad_to_multiple, to_tensor
 from adapix.model import quality_to_position
 from adapix.optimize import GreedySearch, Preset, rd_cost_of, rd_cost_true
-from adapix.profiles import PROFILES, Profile, get_profile
+from adapix.profiles import PROFILES, Profile, get_profile, split_bf16
 from helpers import harm_postfilter
 
 
@@ -89,6 +89,13 @@ def test_profile_at_a_lambda_keeps_only_what_runs_there():
     from adapix.optimize.presets import _FINETUNE_SETTINGS
     assert {f.name for f in fields(Preset) if f.name.startswith("finetune_")} == {
         *_FINETUNE_SETTINGS, "finetune_max_lambda"}
+
+
+def test_bf16_suffix_splits_off_in_any_case():
+    assert split_bf16("fast+bf16") == ("fast", True)
+    assert split_bf16("balanced+BF16") == ("balanced", True)
+    assert split_bf16("best") == ("best", False)
+    assert split_bf16("+bf16") == ("", True)   # the caller rejects the empty profile
 
 
 def test_unknown_profile_is_an_adapix_error(tiny_codec, raster):

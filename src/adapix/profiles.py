@@ -152,6 +152,14 @@ BEST = Preset(
 
 
 REFERENCE_PIXELS = 768 * 512  # the image size the profiles' time targets are stated for
+BF16_SUFFIX = "+bf16"  # "<profile>+bf16": the profile with the synthesis in bfloat16 (eval, bench)
+
+
+def split_bf16(name: str) -> tuple[str, bool]:
+    """``"fast+bf16"`` -> ``("fast", True)``, ``"fast"`` -> ``("fast", False)`` (any case)."""
+    if name.lower().endswith(BF16_SUFFIX):
+        return name[:-len(BF16_SUFFIX)], True
+    return name, False
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from ...profiles import split_bf16
 from .adapix_codec import AdapixCodec
 from .base import Codec
 from .heic import HeifHEIC
@@ -42,8 +43,7 @@ def _make(name: str) -> Codec:
         return CODECS[key]()
     if key.startswith("adapix:") or key.startswith("adapix-"):
         profile = name.strip()[len("adapix:"):]
-        bf16 = profile.lower().endswith("+bf16")
-        profile = profile[:-len("+bf16")] if bf16 else profile
+        profile, bf16 = split_bf16(profile)
         if not profile:
             raise ValueError(f"empty Adapix profile in codec name {name!r}")
         return AdapixCodec(profile, bf16=bf16)
