@@ -13,12 +13,13 @@ from typing import Sequence
 
 import torch
 
-from .results import BF16_SUFFIX, SYNTHESIS, BenchReport, Ratios, SpeedResult
+from ..profiles import split_bf16
+from .results import SYNTHESIS, BenchReport, Ratios, SpeedResult
 
 
 def _base(name: str) -> str:
     """A row's name without the bf16 suffix (a run times one precision)."""
-    return name[:-len(BF16_SUFFIX)] if name.endswith(BF16_SUFFIX) else name
+    return split_bf16(name)[0]
 
 
 def _pick_adapix(rows: list[SpeedResult]) -> SpeedResult | None:

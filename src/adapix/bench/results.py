@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..profiles import BF16_SUFFIX  # noqa: F401  (the rows timed with the synthesis in bf16)
-
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((768, 512), (1920, 1080))
 DEFAULT_RUNS = 5
 DEFAULT_THREADS = 2

@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .results import BF16_SUFFIX, DEFAULT_RUNS, SYNTHESIS, SpeedResult
+from ..profiles import BF16_SUFFIX
+from .results import DEFAULT_RUNS, SYNTHESIS, SpeedResult
 
 
 # ---- timing helpers ----------------------------------------------------------------------------
