@@ -139,9 +139,9 @@ class AdapixModel(nn.Module):
     def synthesize(self, y_hat: torch.Tensor, s_hat: torch.Tensor, t: torch.Tensor,
                    postfilter: bool, bf16: bool = False) -> torch.Tensor:
         """y_hat (B, M, h, w), s_hat (B, D), t (B,) -> x_hat (B, 3, 16h, 16w) float32 (not
-        clamped). ``bf16``: g_s in bfloat16 autocast and channels_last (3-4x faster on a CPU with
-        native bf16, :func:`adapix.hardware.bf16_is_fast`); the weight generator and the
-        post-filter stay float32."""
+        clamped). ``bf16``: g_s in bfloat16 autocast and channels_last (3.6-3.9x faster on a CPU
+        with native bf16, :func:`adapix.hardware.bf16_is_fast`); the inverse GDNs' outputs, the
+        weight generator and the post-filter stay float32."""
         x_hat, gen = self._synthesize_plain(y_hat, s_hat, t, bf16)
         return self.postfilter(x_hat, gen) if postfilter else x_hat
 
