@@ -120,8 +120,7 @@ class Codec:
         """``bf16``: reconstruct (here and in every decoder: the header's BF16 flag) with the
         synthesis transform in bfloat16, 3.6-3.9x faster than float32 on a CPU with native bf16
         kernels (AVX512-BF16 / AMX), PSNR at most 0.01 dB lower on Kodak (docs/results.md,
-        "Speed", session 27); the
-        streams are the same. ``tile_size``: None tiles images above
+        "Speed", session 27); the streams are the same. ``tile_size``: None tiles images above
         :data:`adapix.tiling.AUTO_TILE_PIXELS` pixels with tiles of
         :data:`adapix.tiling.DEFAULT_TILE_SIZE`; 0 never tiles; a multiple of 64 tiles with that
         size (see :mod:`adapix.tiling`). ``time_budget`` (seconds; None: the
