@@ -38,8 +38,8 @@ def test_gdn_float32_matches_its_definition():
     with torch.no_grad():
         y = g(x)
         c = x.shape[1]
-        beta = torch.clamp(g.beta, min=g.beta_bound) ** 2 - g.pedestal
-        gamma = torch.clamp(g.gamma, min=g.pedestal ** 0.5) ** 2 - g.pedestal
+        beta, gamma = g.effective_params()
+        assert (beta > 0).all() and (gamma >= 0).all()
         norm = torch.sqrt(torch.einsum("ij,bjhw->bihw", gamma, x * x) + beta.view(1, c, 1, 1))
         assert torch.allclose(y, x / norm, atol=1e-5)
         assert torch.allclose(ig(x), x * norm, atol=1e-5)

@@ -27,10 +27,15 @@ class GDN(nn.Module):
         self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self.pedestal))
         self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self.pedestal))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
+    def effective_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(beta (C,), gamma (C, C)) of the formula, from the stored reparametrisation."""
         beta = torch.clamp(self.beta, min=self.beta_bound) ** 2 - self.pedestal
         gamma = torch.clamp(self.gamma, min=self.pedestal ** 0.5) ** 2 - self.pedestal
+        return beta, gamma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        beta, gamma = self.effective_params()
         norm = F.conv2d(x * x, gamma.view(c, c, 1, 1).to(x.dtype), beta.to(x.dtype))
         norm = torch.sqrt(norm.float().clamp_min(1e-12))
         # the output stays float32 under bf16 autocast (the next convolution casts its input

@@ -114,8 +114,7 @@ class ProxySynthesis:
                         memory_format=cl), mod.bias.detach().to(dt), mod.stride, mod.padding,
                         mod.output_padding))
                 elif isinstance(mod, GDN):
-                    beta = torch.clamp(mod.beta, min=mod.beta_bound) ** 2 - mod.pedestal
-                    gamma = torch.clamp(mod.gamma, min=mod.pedestal ** 0.5) ** 2 - mod.pedestal
+                    beta, gamma = mod.effective_params()
                     c = gamma.shape[0]
                     self.layers.append(("gdn", gamma.view(c, c, 1, 1).to(dt).contiguous(
                         memory_format=cl), beta.to(dt), mod.inverse))
