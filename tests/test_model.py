@@ -246,6 +246,32 @@ def test_synthesis_blocks_start_at_the_identity_and_code_exactly(make_model, syn
                        res.x_hat)
 
 
+def test_full_resolution_head_starts_at_zero_and_codes_exactly(make_model, synth_image):
+    """g_s with a full-resolution head (model.synthesis_head): as initialised it leaves the
+    reconstruction exactly that of the model without it; once non-zero it changes it, and the
+    file still decodes to exactly the encoder's reconstruction."""
+    plain = make_model()
+    headed = AdapixModel(dataclasses.replace(TINY, synthesis_head=8))
+    missing = headed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(f"g_s.head.{m}.{p}" for m in ("up", "c1", "out")
+                                     for p in ("weight", "bias"))
+    headed.eval()
+    build_tables(headed)
+    x, _ = pad_to_multiple(to_tensor(RasterImage(synth_image(40, 50, seed=7))), TINY.pad_multiple)
+    first = headed.compress(x, 1.4, postfilter=False)
+    assert torch.equal(first.x_hat, plain.compress(x, 1.4, postfilter=False).x_hat)
+    with torch.no_grad():
+        headed.g_s.head.out.weight.normal_(0, 0.05)
+    res = headed.compress(x, 1.4, postfilter=False)
+    assert res.streams == first.streams  # the coded latent does not depend on g_s
+    assert not torch.equal(res.x_hat, first.x_hat)
+    assert torch.equal(headed.decompress(res.streams, tuple(x.shape[-2:]), 1.4, postfilter=False),
+                       res.x_hat)
+    bf16 = headed.synthesize(torch.zeros(1, TINY.M, 3, 4), torch.zeros(1, TINY.syntax_dim),
+                             torch.tensor([1.4]), postfilter=False, bf16=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == (1, 3, 48, 64)
+
+
 def test_same_bytes_and_pixels_with_1_and_2_threads(tiny_codec, synth_image):
     img = RasterImage(synth_image(130, 200, seed=5))
     before = torch.get_num_threads()

@@ -554,6 +554,31 @@ def test_proxy_synthesis_runs_the_residual_blocks(make_model, image, precision):
     assert (out - ref).abs().max() < tol
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32cl"])
+def test_proxy_synthesis_runs_the_full_resolution_head(make_model, image, precision):
+    """model.synthesis_head: the proxy adds the head's output as g_s does (made non-zero, a
+    proxy without it would be off by far more than the tolerance)."""
+    from adapix.optimize.proxy import ProxySynthesis, _frozen
+
+    headed = make_model(cfg=replace(TINY, synthesis_head=8))
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        headed.g_s.head.out.weight.normal_(0, 1.0, generator=gen)
+    xp, _ = image
+    with _frozen(headed):
+        lat = headed.analyse(xp, torch.tensor([T]))
+        y, s = torch.round(lat.y), torch.round(lat.s)
+        ref = headed.synthesize(y, s, torch.tensor([T]), True)
+        head = headed.g_s.head
+        headed.g_s.head = None
+        without = headed.synthesize(y, s, torch.tensor([T]), True)
+        headed.g_s.head = head
+        out = ProxySynthesis(headed, T, True, precision)(y, s)
+    tol = 0.02 if precision == "bf16" else 1e-5
+    assert (without - ref).abs().max() > 10 * tol
+    assert (out - ref).abs().max() < tol
+
+
 def test_proxy_synthesis_refuses_a_g_s_part_it_does_not_run(make_model):
     """A module added to g_s that the proxy does not rebuild is an error, not a silent mismatch."""
     from adapix.optimize.proxy import ProxySynthesis

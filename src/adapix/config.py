@@ -15,6 +15,9 @@ Sizes, in the notation of the papers this codec follows:
   plain four-convolution g_a). They cost encoding time only; the decoder is the same.
 * ``synthesis_blocks``: residual blocks added to g_s after each of its inverse GDNs (1/8, 1/4 and
   1/2 resolution, N channels): a deeper synthesis, at a decoding cost (0: the plain g_s).
+* ``synthesis_head``: channels of g_s's full-resolution head (0: none), a small nonlinear branch
+  from the last 1/2-resolution features to the image, added to the linear last layer's output
+  (``adapix.transforms.FullResHead``; it starts at zero, so adding it keeps the function).
 * ``rate_modulation``: the hidden layers of g_a and g_s get a per-channel affine map chosen by the
   quality (``adapix.ratecond``), not only the latent's gains.
 * ``lambdas``: the rate-distortion anchors of the variable-rate model (MSE on [0,255] images scaled
@@ -44,6 +47,7 @@ class ModelConfig:
     rate_modulation: bool = False  # hidden layers of g_a / g_s modulated by the quality (ratecond)
     analysis_blocks: int = 0  # residual blocks of g_a at each of 1/4, 1/8, 1/16 (encoder only)
     synthesis_blocks: int = 0  # residual blocks of g_s at each of 1/8, 1/4, 1/2 (decoder)
+    synthesis_head: int = 0  # channels of g_s's full-resolution head (0: none; decoder)
     lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
     # Entropy-coding tables (built at export time, see adapix.entropy.tables).
     scale_min: float = 0.11
@@ -55,7 +59,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         ints = ("N", "M", "Nh", "scales", "groups", "ctx_hidden", "syntax_dim",
                 "postfilter_channels", "scale_levels", "symbol_max")
-        for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0), ("synthesis_blocks", 0)]:
+        for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0), ("synthesis_blocks", 0),
+                                                     ("synthesis_head", 0)]:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"model config: {name} must be an integer >= {low}, got {v!r}")

@@ -436,7 +436,7 @@ def test_encoder_stage_from_a_model_without_blocks_trains_only_the_encoder(data_
     run = RunConfig(model=dataclasses.replace(base.model, analysis_blocks=1),
                     train=dataclasses.replace(base.train, init=str(src), stage="encoder"))
     trainer = Trainer(run, resume=False, progress=False)
-    assert "added g_a's residual blocks (0 -> 1" in capsys.readouterr().out
+    assert "added g_a's residual blocks (model.analysis_blocks 0 -> 1" in capsys.readouterr().out
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     blocks = [k for k in state if k.startswith("g_a.blocks.")]
     assert len(blocks) == 3 * 4  # three places, two convolutions with a bias each
@@ -455,6 +455,36 @@ def test_encoder_stage_from_a_model_without_blocks_trains_only_the_encoder(data_
         base.train, init=str(back), out=str(tmp_path / "fewer")))
     with pytest.raises(ValueError, match=r"analysis_blocks \(1 > 0\)"):
         Trainer(fewer, resume=False, progress=False)
+
+
+def test_head_stage_adds_the_full_resolution_head_and_trains_only_it(data_dir, tmp_path,
+                                                                       reference, capsys):
+    """train.init from the 5-step run into a model with model.synthesis_head = 8 and stage
+    "head": the head starts at zero (every other tensor as in the source), only the head's
+    parameters move, and a head of another width from a headed source is refused."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data_dir, tmp_path / "head", 2)
+    run = RunConfig(model=dataclasses.replace(base.model, synthesis_head=8),
+                    train=dataclasses.replace(base.train, init=str(src), stage="head"))
+    trainer = Trainer(run, resume=False, progress=False)
+    assert "added g_s's full-resolution head (model.synthesis_head 0 -> 8" in \
+        capsys.readouterr().out
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    head = [k for k in state if k.startswith("g_s.head.")]
+    assert len(head) == 6 and not state["g_s.head.out.weight"].any()
+    assert_same_state({k: v for k, v in state.items() if k not in head}, reference["model"])
+    trainer.fit()
+    after = trainer.model.state_dict()
+    moved = {k for k in state if not torch.equal(state[k], after[k])}
+    assert moved and moved <= set(head), sorted(moved)
+    back = tmp_path / "head.pt"
+    torch.save(checkpoint(tmp_path / "head"), back)
+    other = RunConfig(model=dataclasses.replace(base.model, synthesis_head=16),
+                      train=dataclasses.replace(base.train, init=str(back),
+                                                out=str(tmp_path / "other")))
+    with pytest.raises(ValueError, match="synthesis_head"):
+        Trainer(other, resume=False, progress=False)
 
 
 def test_analysis_blocks_cannot_grow_with_n_or_m(data_dir, tmp_path, reference):
@@ -478,7 +508,7 @@ def test_main_stage_adds_synthesis_blocks_at_the_identity(data_dir, tmp_path, re
     run = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1),
                     train=dataclasses.replace(base.train, init=str(src)))
     trainer = Trainer(run, resume=False, progress=False)
-    assert "added g_s's residual blocks (0 -> 1" in capsys.readouterr().out
+    assert "added g_s's residual blocks (model.synthesis_blocks 0 -> 1" in capsys.readouterr().out
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     blocks = [k for k in state if k.startswith("g_s.blocks.")]
     assert len(blocks) == 3 * 4

@@ -124,7 +124,8 @@ class ProxySynthesis:
                     self.layers.append(("block", *(
                         (c.weight.detach().to(dt).contiguous(memory_format=cl),
                          c.bias.detach().to(dt)) for c in (block.c1, block.c2))))
-            _check_covered(g_s, [*g_s.body, *after.values(), g_s.last])
+            head = [] if g_s.head is None else [g_s.head]  # run as a module (FullResHead)
+            _check_covered(g_s, [*g_s.body, *after.values(), g_s.last, *head])
 
     def __call__(self, y_hat: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
         m = self.model
@@ -158,6 +159,9 @@ class ProxySynthesis:
             w = w.to(self.dtype).contiguous(memory_format=torch.channels_last)
             x_hat = F.conv_transpose2d(h, w, last.bias.to(self.dtype), stride=last.stride,
                                        padding=last.padding, output_padding=last.output_padding)
+        if m.g_s.head is not None:  # model.synthesis_head, in the proxy's precision
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                x_hat = x_hat.float() + m.g_s.head(h).float()
         x_hat = x_hat.float().contiguous()
         if self.postfilter:
             x_hat = m.postfilter(x_hat, gen)

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 from ..config import ModelConfig
 
-STAGES = ("main", "postfilter", "encoder")
+STAGES = ("main", "postfilter", "encoder", "head")
 
 
 @dataclass
@@ -35,7 +35,8 @@ class TrainConfig:
     val_holdout: int = 8
     out: str = "runs/default"
     stage: str = "main"           # "main" (everything but the post-filter), "postfilter" (only
-                                  # it) or "encoder" (only the encoder side; the decoder is fixed)
+                                  # it), "encoder" (only the encoder side; the decoder is fixed)
+                                  # or "head" (only g_s's full-resolution head)
     init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
     init_new_sigma: float = 0.0   # sigma of latent channels added by widening M (0: scale_min)
     init_new_latent: str = "zero"  # those channels: "zero" or "active" (adapix.widen)

@@ -114,13 +114,16 @@ def _trained_in(stage: str, name: str) -> bool:
         return _is_postfilter(name)
     if stage == "encoder":
         return name.startswith(ENCODER_ONLY)
+    if stage == "head":
+        return name.startswith("g_s.head.")
     return not _is_postfilter(name)
 
 
 def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parameter]:
     """Stage "main" trains everything but the post-filter; stage "postfilter" only it; stage
     "encoder" only the parameters of :data:`ENCODER_ONLY`, so the decoder (and every file it
-    decodes) stays bit for bit the same: the amortised counterpart of latent overfitting. Sets
+    decodes) stays bit for bit the same: the amortised counterpart of latent overfitting; stage
+    "head" only g_s's full-resolution head (``model.synthesis_head``), the rest frozen. Sets
     requires_grad accordingly and returns the trainable parameters."""
     for name, p in model.named_parameters():
         p.requires_grad_(_trained_in(stage, name))
@@ -230,9 +233,10 @@ class Trainer:
         lambda anchors may differ (the gain tables are re-gridded, :func:`regrid_gains`), N
         and M may grow (the model is widened so that it computes the same function,
         :func:`adapix.widen.widen_state`), the rate modulation may be turned on (at the
-        identity, :func:`adapix.ratecond.add_rate_modulation`) and the residual blocks of g_a
+        identity, :func:`adapix.ratecond.add_rate_modulation`), the residual blocks of g_a
         and g_s may grow in number (the new ones start as the identity,
-        ``adapix.layers.ResidualBlock``)."""
+        ``adapix.layers.ResidualBlock``) and g_s's full-resolution head may be added (it
+        starts at zero, ``adapix.transforms.FullResHead``)."""
         if path.endswith(".safetensors"):
             from ..weights import load_weights
             loaded = load_weights(path)
@@ -247,22 +251,27 @@ class Trainer:
             self.postfilter_trained = src_post
         own = dataclasses.asdict(self.run.model)
         src_mod = src_cfg["rate_modulation"]
-        blocks = {"analysis_blocks": ("g_a.blocks.", "g_a"),
-                  "synthesis_blocks": ("g_s.blocks.", "g_s")}
+        # parts that may be added at the identity: config key -> (parameter prefix, what)
+        blocks = {"analysis_blocks": ("g_a.blocks.", "g_a's residual blocks"),
+                  "synthesis_blocks": ("g_s.blocks.", "g_s's residual blocks"),
+                  "synthesis_head": ("g_s.head.", "g_s's full-resolution head")}
         grows = ("N", "M", *blocks)
         differ = sorted(k for k in own if k not in ("lambdas", "rate_modulation", *grows)
                         and own[k] != src_cfg[k])
         if src_mod and not own["rate_modulation"]:
             differ.append("rate_modulation")
         differ += [f"{k} ({src_cfg[k]} > {own[k]})" for k in grows if src_cfg[k] > own[k]]
+        if 0 < src_cfg["synthesis_head"] < own["synthesis_head"]:
+            differ.append("synthesis_head (it can only be added, not widened)")
         added = [k for k in blocks if src_cfg[k] < own[k]]
         if added and any(src_cfg[k] != own[k] for k in ("N", "M")):
             differ.append(f"{' and '.join(added)} together with N or M")
         if differ:
             raise ValueError(f"train.init {path}: its model config differs in "
                              f"{', '.join(differ)}; only model.lambdas may differ, model.N, "
-                             "model.M, model.analysis_blocks or model.synthesis_blocks may grow "
-                             "and model.rate_modulation may be turned on")
+                             "model.M, model.analysis_blocks or model.synthesis_blocks may grow, "
+                             "model.synthesis_head may be added and model.rate_modulation may "
+                             "be turned on")
         if own["rate_modulation"] and not src_mod:
             state = add_rate_modulation(state, len(src_cfg["lambdas"]), src_cfg["N"])
             if self.rank == 0:
@@ -270,11 +279,10 @@ class Trainer:
         state = adapt_state_to_lambdas(state, tuple(src_cfg["lambdas"]), self.run.model.lambdas)
         fresh = self.model.state_dict() if added else {}
         for k in added:
-            prefix, name = blocks[k]
+            prefix, what = blocks[k]
             state = {**{n: v for n, v in fresh.items() if n.startswith(prefix)}, **state}
             if self.rank == 0:
-                print(f"added {name}'s residual blocks ({src_cfg[k]} -> {own[k]} at each "
-                      "resolution, at the identity)")
+                print(f"added {what} (model.{k} {src_cfg[k]} -> {own[k]}, at the identity)")
         if any(src_cfg[k] != own[k] for k in ("N", "M")):
             src_model_cfg = dataclasses.replace(self.run.model, N=src_cfg["N"], M=src_cfg["M"])
             state = widen_state(state, src_model_cfg, self.model,
