@@ -63,6 +63,17 @@ def test_ablation_model_forward(context, stream):
     assert steps == {"msp": 15, "hyperprior": 2, "serial": 1 + 4 * 8}[context]
 
 
+def test_ablation_model_refuses_a_rate_weight():
+    """rd_loss always passes rate_weight; None is accepted, a weight is an error (ablation
+    models are never widened in M)."""
+    torch.manual_seed(0)
+    model = build_ablation_model(TINY, "hyperprior", True)
+    x, t = torch.rand(1, 3, 64, 64), torch.tensor([1.0])
+    assert model(x, t, rate_weight=None).x_hat.shape == x.shape
+    with pytest.raises(ValueError, match="rate_weight"):
+        model(x, t, rate_weight=torch.ones(TINY.M))
+
+
 def test_same_seed_same_transforms():
     torch.manual_seed(3)
     a = build_ablation_model(TINY, "msp", True)

@@ -90,7 +90,12 @@ class AblationModel(AdapixModel):
         return round_ste(s) if self.stream else torch.zeros_like(s)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, postfilter: bool = False,
-                rate_mode: str | None = None) -> ForwardOutput:
+                rate_mode: str | None = None,
+                rate_weight: torch.Tensor | None = None) -> ForwardOutput:
+        """As ``AdapixModel.forward``; ``rate_weight`` (the curriculum of channels added by
+        widening M) has no use in the ablations and must be None."""
+        if rate_weight is not None:
+            raise ValueError("ablation models take no rate_weight (they are never widened)")
         lat = self.analyse(x, t)
         _, bits_z = self.z_prior(lat.z)
         if self.stream:

@@ -89,8 +89,7 @@ def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: boo
     rate (new_channel_rate_weight). Returns the loss and the batch means of bpp (weighted),
     MSE and PSNR (dB)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        extra = {} if rate_weight is None else {"rate_weight": rate_weight}
-        out = fwd(x, t, postfilter=postfilter, **extra)
+        out = fwd(x, t, postfilter=postfilter, rate_weight=rate_weight)
     x_hat = out.x_hat.float()
     pixels = x.shape[2] * x.shape[3]
     bpp = out.bits.float() / pixels
