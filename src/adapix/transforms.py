@@ -87,7 +87,8 @@ class FullResHead(nn.Module):
         h -> deconv 5x5 (N -> C, x2) -> lrelu -> conv 3x3 (C -> C) -> lrelu -> conv 3x3 (C -> 3)
 
     The last convolution starts at zero, so a head added to a trained g_s keeps its function.
-    Cost at C = 24, N = 96: 20 kMAC per output pixel."""
+    Cost per output pixel: 25 N C / 4 + 9 C^2 + 27 C MAC, 29 kMAC at N = 96, C = 32 (decoder
+    194 -> 224 kMAC/px with the session-27 model, ``adapix bench``)."""
 
     def __init__(self, N: int, C: int):
         super().__init__()

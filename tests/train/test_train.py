@@ -79,6 +79,8 @@ def test_toml_file_and_overrides(tmp_path):
     (["train.t_power=0"], None),
     (["model.analysis_blocks=-1"], None),
     (["model.synthesis_blocks=1.5"], None),
+    (["model.synthesis_head=-8"], None),
+    (["train.stage=head"], None),  # there is no head to train (model.synthesis_head = 0)
     (["train.t_power=-1"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),

@@ -132,6 +132,9 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in STAGES:
         raise ValueError(f"train.stage must be one of {', '.join(STAGES)}, got {train.stage!r}")
+    if train.stage == "head" and not model.synthesis_head:
+        raise ValueError("train.stage=head trains g_s's full-resolution head: set "
+                         "model.synthesis_head to its channels (e.g. 32)")
     if train.init_new_latent not in ("zero", "active"):
         raise ValueError(f"train.init_new_latent must be 'zero' or 'active', got "
                          f"{train.init_new_latent!r}")
