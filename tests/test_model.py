@@ -221,55 +221,40 @@ def test_analysis_blocks_start_at_the_identity_and_code_exactly(make_model, synt
                        res.x_hat)
 
 
-def test_synthesis_blocks_start_at_the_identity_and_code_exactly(make_model, synth_image):
-    """g_s with residual blocks (model.synthesis_blocks): as initialised they leave the
-    reconstruction exactly that of the model without them; once non-zero they change it, and the
-    file still decodes to exactly the encoder's reconstruction."""
-    cfg = dataclasses.replace(TINY, rate_modulation=True)
+@pytest.mark.parametrize("part,changes,keys", [
+    ("blocks", {"rate_modulation": True, "synthesis_blocks": 2}, 3 * 2 * 4),
+    ("head", {"synthesis_head": 8}, 3 * 2),
+])
+def test_added_synthesis_parts_start_at_the_identity_and_code_exactly(make_model, synth_image,
+                                                                      part, changes, keys):
+    """g_s with residual blocks (model.synthesis_blocks) or a full-resolution head
+    (model.synthesis_head): as initialised they leave the reconstruction exactly that of the
+    model without them; once their zero-started convolutions are not zero they change it, and
+    the file still decodes to exactly the encoder's reconstruction, also with the bf16
+    synthesis."""
+    cfg = dataclasses.replace(TINY, rate_modulation=changes.get("rate_modulation", False))
     plain = make_model(cfg=cfg)
-    deep = AdapixModel(dataclasses.replace(cfg, synthesis_blocks=2))
+    deep = AdapixModel(dataclasses.replace(cfg, **changes))
     missing = deep.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert len(missing) == 3 * 2 * 4 and all(k.startswith("g_s.blocks.") for k in missing)
+    assert len(missing) == keys and all(k.startswith(f"g_s.{part}.") for k in missing)
     deep.eval()
     build_tables(deep)
     x, _ = pad_to_multiple(to_tensor(RasterImage(synth_image(40, 50, seed=7))), TINY.pad_multiple)
     first = deep.compress(x, 1.4, postfilter=False)
     assert torch.equal(first.x_hat, plain.compress(x, 1.4, postfilter=False).x_hat)
     with torch.no_grad():
-        for block in deep.g_s.blocks.modules():
-            if isinstance(block, torch.nn.Conv2d):
-                block.weight.normal_(0, 0.05)
+        for conv in getattr(deep.g_s, part).modules():
+            if isinstance(conv, torch.nn.Conv2d) and not conv.weight.any():
+                conv.weight.normal_(0, 0.05)
     res = deep.compress(x, 1.4, postfilter=False)
     assert res.streams == first.streams  # the coded latent does not depend on g_s
     assert not torch.equal(res.x_hat, first.x_hat)
     assert torch.equal(deep.decompress(res.streams, tuple(x.shape[-2:]), 1.4, postfilter=False),
                        res.x_hat)
-
-
-def test_full_resolution_head_starts_at_zero_and_codes_exactly(make_model, synth_image):
-    """g_s with a full-resolution head (model.synthesis_head): as initialised it leaves the
-    reconstruction exactly that of the model without it; once non-zero it changes it, and the
-    file still decodes to exactly the encoder's reconstruction."""
-    plain = make_model()
-    headed = AdapixModel(dataclasses.replace(TINY, synthesis_head=8))
-    missing = headed.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == sorted(f"g_s.head.{m}.{p}" for m in ("up", "c1", "out")
-                                     for p in ("weight", "bias"))
-    headed.eval()
-    build_tables(headed)
-    x, _ = pad_to_multiple(to_tensor(RasterImage(synth_image(40, 50, seed=7))), TINY.pad_multiple)
-    first = headed.compress(x, 1.4, postfilter=False)
-    assert torch.equal(first.x_hat, plain.compress(x, 1.4, postfilter=False).x_hat)
-    with torch.no_grad():
-        headed.g_s.head.out.weight.normal_(0, 0.05)
-    res = headed.compress(x, 1.4, postfilter=False)
-    assert res.streams == first.streams  # the coded latent does not depend on g_s
-    assert not torch.equal(res.x_hat, first.x_hat)
-    assert torch.equal(headed.decompress(res.streams, tuple(x.shape[-2:]), 1.4, postfilter=False),
-                       res.x_hat)
-    bf16 = headed.synthesize(torch.zeros(1, TINY.M, 3, 4), torch.zeros(1, TINY.syntax_dim),
-                             torch.tensor([1.4]), postfilter=False, bf16=True)
-    assert bf16.dtype == torch.float32 and bf16.shape == (1, 3, 48, 64)
+    bf16 = deep.compress(x, 1.4, postfilter=False, bf16=True)
+    assert bf16.x_hat.dtype == torch.float32 and bf16.x_hat.shape == res.x_hat.shape
+    assert torch.equal(deep.decompress(bf16.streams, tuple(x.shape[-2:]), 1.4, postfilter=False,
+                                       bf16=True), bf16.x_hat)
 
 
 def test_same_bytes_and_pixels_with_1_and_2_threads(tiny_codec, synth_image):

@@ -527,53 +527,34 @@ def test_proxy_synthesis_matches_the_model(model, image, precision):
         assert cos > (0.99 if precision == "bf16" else 0.99999)
 
 
+@pytest.mark.parametrize("part,changes,std", [
+    ("blocks", {"rate_modulation": True, "synthesis_blocks": 2}, 0.05),
+    ("head", {"synthesis_head": 8}, 1.0),
+])
 @pytest.mark.parametrize("precision", ["bf16", "fp32cl"])
-def test_proxy_synthesis_runs_the_residual_blocks(make_model, image, precision):
-    """model.synthesis_blocks: the proxy's g_s has the same blocks as the model's (with the blocks
-    made non-zero, a proxy without them would be off by far more than the tolerance)."""
+def test_proxy_synthesis_runs_every_part_of_g_s(make_model, image, precision, part, changes, std):
+    """model.synthesis_blocks and model.synthesis_head: the proxy's g_s has the same residual
+    blocks and full-resolution head as the model's (with the part's weights redrawn, a proxy
+    without it would be off by far more than the tolerance)."""
     from adapix.optimize.proxy import ProxySynthesis, _frozen
 
-    deep = make_model(cfg=replace(TINY, rate_modulation=True, synthesis_blocks=2))
+    deep = make_model(cfg=replace(TINY, **changes))
+    module = getattr(deep.g_s, part)
+    convs = ([c for c in module.modules() if isinstance(c, torch.nn.Conv2d)] if part == "blocks"
+             else [module.out])  # the head's last convolution: its output's size
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for conv in deep.g_s.blocks.modules():
-            if isinstance(conv, torch.nn.Conv2d):
-                conv.weight.normal_(0, 0.05, generator=gen)
+        for conv in convs:
+            conv.weight.normal_(0, std, generator=gen)
     xp, _ = image
     with _frozen(deep):
         lat = deep.analyse(xp, torch.tensor([T]))
         y, s = torch.round(lat.y), torch.round(lat.s)
         ref = deep.synthesize(y, s, torch.tensor([T]), True)
-        plain = deep.g_s.blocks
-        deep.g_s.blocks = None
+        setattr(deep.g_s, part, None)
         without = deep.synthesize(y, s, torch.tensor([T]), True)
-        deep.g_s.blocks = plain
+        setattr(deep.g_s, part, module)
         out = ProxySynthesis(deep, T, True, precision)(y, s)
-    tol = 0.02 if precision == "bf16" else 1e-5
-    assert (without - ref).abs().max() > 10 * tol
-    assert (out - ref).abs().max() < tol
-
-
-@pytest.mark.parametrize("precision", ["bf16", "fp32cl"])
-def test_proxy_synthesis_runs_the_full_resolution_head(make_model, image, precision):
-    """model.synthesis_head: the proxy adds the head's output as g_s does (made non-zero, a
-    proxy without it would be off by far more than the tolerance)."""
-    from adapix.optimize.proxy import ProxySynthesis, _frozen
-
-    headed = make_model(cfg=replace(TINY, synthesis_head=8))
-    gen = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        headed.g_s.head.out.weight.normal_(0, 1.0, generator=gen)
-    xp, _ = image
-    with _frozen(headed):
-        lat = headed.analyse(xp, torch.tensor([T]))
-        y, s = torch.round(lat.y), torch.round(lat.s)
-        ref = headed.synthesize(y, s, torch.tensor([T]), True)
-        head = headed.g_s.head
-        headed.g_s.head = None
-        without = headed.synthesize(y, s, torch.tensor([T]), True)
-        headed.g_s.head = head
-        out = ProxySynthesis(headed, T, True, precision)(y, s)
     tol = 0.02 if precision == "bf16" else 1e-5
     assert (without - ref).abs().max() > 10 * tol
     assert (out - ref).abs().max() < tol

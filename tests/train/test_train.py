@@ -151,6 +151,18 @@ def run_config(data: Path, out: Path, steps: int):
     ])
 
 
+def init_run(data: Path, tmp_path: Path, reference: dict, name: str, steps: int,
+             stage: str = "main", **model_changes) -> tuple[RunConfig, RunConfig, Path]:
+    """(a run from the 5-step reference checkpoint by ``train.init`` into a model that differs
+    by ``model_changes``, in ``stage``; the plain run config; the reference's path)."""
+    src = tmp_path / "src.pt"
+    torch.save(reference, src)
+    base = run_config(data, tmp_path / name, steps)
+    run = RunConfig(model=dataclasses.replace(base.model, **model_changes),
+                    train=dataclasses.replace(base.train, init=str(src), stage=stage))
+    return run, base, src
+
+
 def checkpoint(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
 
@@ -432,11 +444,7 @@ def test_encoder_stage_from_a_model_without_blocks_trains_only_the_encoder(data_
     "encoder": the blocks start at the identity (the same latent), training moves only the
     encoder's parameters (g_a with its blocks, h_a, the model stream's encoder, the gains) and
     leaves every parameter the decoder reads bit for bit the same; fewer blocks are refused."""
-    src = tmp_path / "src.pt"
-    torch.save(reference, src)
-    base = run_config(data_dir, tmp_path / "enc", 2)
-    run = RunConfig(model=dataclasses.replace(base.model, analysis_blocks=1),
-                    train=dataclasses.replace(base.train, init=str(src), stage="encoder"))
+    run, base, _ = init_run(data_dir, tmp_path, reference, "enc", 2, "encoder", analysis_blocks=1)
     trainer = Trainer(run, resume=False, progress=False)
     assert "added g_a's residual blocks (model.analysis_blocks 0 -> 1" in capsys.readouterr().out
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -464,11 +472,7 @@ def test_head_stage_adds_the_full_resolution_head_and_trains_only_it(data_dir, t
     """train.init from the 5-step run into a model with model.synthesis_head = 8 and stage
     "head": the head starts at zero (every other tensor as in the source), only the head's
     parameters move, and a head of another width from a headed source is refused."""
-    src = tmp_path / "src.pt"
-    torch.save(reference, src)
-    base = run_config(data_dir, tmp_path / "head", 2)
-    run = RunConfig(model=dataclasses.replace(base.model, synthesis_head=8),
-                    train=dataclasses.replace(base.train, init=str(src), stage="head"))
+    run, base, _ = init_run(data_dir, tmp_path, reference, "head", 2, "head", synthesis_head=8)
     trainer = Trainer(run, resume=False, progress=False)
     assert "added g_s's full-resolution head (model.synthesis_head 0 -> 8" in \
         capsys.readouterr().out
@@ -504,11 +508,7 @@ def test_main_stage_adds_synthesis_blocks_at_the_identity(data_dir, tmp_path, re
     """train.init from the 5-step run into a model with model.synthesis_blocks = 1: the new
     blocks start at the identity (every other tensor as in the source), the main stage trains
     them, and a model with fewer blocks or wider at the same time is refused."""
-    src = tmp_path / "src.pt"
-    torch.save(reference, src)
-    base = run_config(data_dir, tmp_path / "syn", 2)
-    run = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1),
-                    train=dataclasses.replace(base.train, init=str(src)))
+    run, base, src = init_run(data_dir, tmp_path, reference, "syn", 2, synthesis_blocks=1)
     trainer = Trainer(run, resume=False, progress=False)
     assert "added g_s's residual blocks (model.synthesis_blocks 0 -> 1" in capsys.readouterr().out
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
