@@ -34,8 +34,7 @@ from adapix.images import load_image
 from adapix.train.data import list_images
 from adapix.weights import load_weights
 
-_BLOCK = layers.ResidualBlock.forward
-_SYNTH = transforms.SynthesisTransform.forward
+_LAST = transforms.SynthesisTransform._last
 
 
 def _gdn_rounded(self, x):
@@ -51,15 +50,10 @@ def _block_float(self, x):
     return x.float() + self.c2(F.leaky_relu(self.c1(x), self.SLOPE)).float()
 
 
-def _synth_last_float(self, y_hat, last_delta=None, mods=None):
-    h = transforms._modulated(self.body, y_hat, mods, transforms.blocks_after(self))
+def _last_float(self, h, last_delta):
+    """g_s's last layer (with its per-image weight offsets) in float32, autocast off."""
     with torch.autocast(h.device.type, enabled=False):
-        h = h.float()
-        B, N, H, W = h.shape
-        weight = (self.last.weight.unsqueeze(0) + last_delta.float()).reshape(B * N, 3, 5, 5)
-        out = F.conv_transpose2d(h.reshape(1, B * N, H, W), weight, None, stride=2, padding=2,
-                                 output_padding=1, groups=B)
-        return out.reshape(B, 3, 2 * H, 2 * W) + self.last.bias.view(1, 3, 1, 1)
+        return _LAST(self, h.float(), None if last_delta is None else last_delta.float())
 
 
 VARIANTS = {  # name: (bf16, {class attribute patched: replacement})
@@ -67,7 +61,7 @@ VARIANTS = {  # name: (bf16, {class attribute patched: replacement})
     "bf16": (True, {}),
     "bf16, GDN out rounded": (True, {(layers.GDN, "forward"): _gdn_rounded}),
     "... + last float32": (True, {(layers.GDN, "forward"): _gdn_rounded,
-                                  (transforms.SynthesisTransform, "forward"): _synth_last_float}),
+                                  (transforms.SynthesisTransform, "_last"): _last_float}),
     "... + residual float32": (True, {(layers.GDN, "forward"): _gdn_rounded,
                                       (layers.ResidualBlock, "forward"): _block_float}),
 }
