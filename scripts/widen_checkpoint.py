@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("nothing to do: give a larger --N or --M, or --rate-modulation")
         state, opt = ck["model"], ck["opt"]
         if args.rate_modulation and not old.rate_modulation:
-            state = add_rate_modulation(state, len(old.lambdas), old.N)
+            state = add_rate_modulation(state, len(old.lambdas), old.N, old.Ns)
             old = dataclasses.replace(old, rate_modulation=True)
             narrow = AdapixModel(old)
             opt = append_adam_params(opt, len(trainable_parameters(narrow, args.stage)))

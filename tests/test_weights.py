@@ -111,7 +111,7 @@ def test_weights_bytes_is_deterministic(make_model):
 
 def test_config_is_rebuilt_from_metadata(make_model, tmp_path):
     cfg = dataclasses.replace(TINY, M=32, ctx_hidden=20, scales=2, analysis_blocks=1,
-                              synthesis_blocks=1)
+                              synthesis_blocks=1, synthesis_channels=20)
     model = make_model(seed=5, cfg=cfg)
     path = tmp_path / "m32.safetensors"
     export_weights(model, path, "m32", fp16=False)
@@ -121,7 +121,8 @@ def test_config_is_rebuilt_from_metadata(make_model, tmp_path):
     assert loaded.model.g_a.net[-1].out_channels == 32
     assert loaded.model.g_a.blocks[2][0].c1.in_channels == 32  # the blocks at 1/16 have M
     assert torch.equal(loaded.model.g_a.blocks[2][0].c1.weight, model.g_a.blocks[2][0].c1.weight)
-    assert len(loaded.model.g_s.blocks) == 3 and loaded.model.g_s.blocks[0][0].c1.in_channels == 16
+    assert len(loaded.model.g_s.blocks) == 3 and loaded.model.g_s.blocks[0][0].c1.in_channels == 20
+    assert loaded.model.g_a.net[0].out_channels == 16  # g_s alone has synthesis_channels
     assert loaded.model.decode_steps == 1 + cfg.groups * (1 + 3 * (cfg.scales - 1))
     _, meta = parse(path.read_bytes())
     assert ModelConfig.from_json(meta["config"]) == cfg
@@ -230,8 +231,9 @@ def test_invalid_metadata_raises_weights_error(tiny_bytes):
     {"N": 16.5},
     {"lambdas": "abc"},
     {"scales": 0},            # builds and loads, but cannot code anything
+    {"synthesis_channels": -2},
 ], ids=["tensor-mismatch", "M-not-divisible", "M-str", "M-negative", "N-float", "lambdas-str",
-        "scales-0"])
+        "scales-0", "synthesis-channels-negative"])
 def test_invalid_config_values_raise_weights_error(tiny_bytes, change):
     """Fails (src bug) except for the first case: ``AdapixModel(cfg)`` in load_weights_bytes is
     outside the try block and ModelConfig validates nothing, so a file with bad config values

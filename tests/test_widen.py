@@ -81,6 +81,45 @@ def test_only_a_growing_n_or_m_is_accepted():
                     AdapixModel(dataclasses.replace(TINY, N=24, Nh=24)))
 
 
+def test_synthesis_alone_widens_to_the_same_function_and_codes_exactly():
+    """model.synthesis_channels: g_s (its layers, the rate modulation of its hidden layers and
+    the generator's per-image weights) grows from N to Ns while g_a keeps N. As widened, the
+    streams and the reconstruction are the narrow model's; once the new channels are used, the
+    file still decodes to exactly the encoder's reconstruction, and the proxy synthesis of the
+    encoder's optimisation follows the wider g_s. A narrower g_s is refused."""
+    from adapix.optimize.proxy import ProxySynthesis
+
+    cfg = dataclasses.replace(TINY, rate_modulation=True)
+    narrow = trained_like(cfg)
+    wide_cfg = dataclasses.replace(cfg, synthesis_channels=TINY.N + 8)
+    wide = AdapixModel(wide_cfg)
+    wide.load_state_dict(widen_state(narrow.state_dict(), cfg, wide))
+    wide.eval()
+    assert wide_cfg.Ns == TINY.N + 8 and cfg.Ns == TINY.N
+    assert wide.g_a.net[0].out_channels == TINY.N and wide.g_s.body[0].out_channels == wide_cfg.Ns
+    assert wide.rate_mod.a_shift.shape[-1] == TINY.N and wide.rate_mod.s_shift.shape[-1] == wide_cfg.Ns
+    for m in (narrow, wide):
+        build_tables(m)
+    x = torch.rand(1, 3, 64, 64)
+    first, plain = wide.compress(x, 3.0), narrow.compress(x, 3.0)
+    assert first.streams == plain.streams
+    assert torch.allclose(first.x_hat, plain.x_hat, atol=1e-5)
+    with torch.no_grad():  # the new channels come alive: the layer producing them was zero
+        wide.g_s.body[0].weight[:, TINY.N:].normal_(0, 0.05)  # ConvTranspose2d: (in, out, k, k)
+    res = wide.compress(x, 3.0)
+    assert res.streams == first.streams  # the coded latent does not depend on g_s
+    assert (res.x_hat - first.x_hat).abs().max() > 1e-3
+    assert torch.equal(wide.decompress(res.streams, (64, 64), 3.0), res.x_hat)
+    with torch.no_grad():
+        lat = wide.analyse(x, torch.tensor([3.0]))
+        y, s_hat = torch.round(lat.y), torch.round(lat.s)
+        ref = wide.synthesize(y, s_hat, torch.tensor([3.0]), False)
+        out = ProxySynthesis(wide, 3.0, False, "fp32cl")(y, s_hat)
+    assert (out - ref).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="Ns to grow"):
+        widen_state(wide.state_dict(), wide_cfg, AdapixModel(cfg))
+
+
 def test_adam_state_widens_so_the_trained_block_steps_as_before():
     """One Adam step of the narrow model and of its widened copy (moments widened): the new
     channels are zero, so the trained block gets the same gradients and moves the same way."""

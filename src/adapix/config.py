@@ -15,6 +15,8 @@ Sizes, in the notation of the papers this codec follows:
   plain four-convolution g_a). They cost encoding time only; the decoder is the same.
 * ``synthesis_blocks``: residual blocks added to g_s after each of its inverse GDNs (1/8, 1/4 and
   1/2 resolution, N channels): a deeper synthesis, at a decoding cost (0: the plain g_s).
+* ``synthesis_channels``: channels of g_s alone (0: ``N``, as in g_a): a wider synthesis, and so
+  a higher reconstruction ceiling, at a decoding cost, with the encoder unchanged.
 * ``synthesis_head``: channels of g_s's full-resolution head (0: none), a small nonlinear branch
   from the last 1/2-resolution features to the image, added to the linear last layer's output
   (``adapix.transforms.FullResHead``; it starts at zero, so adding it keeps the function).
@@ -48,6 +50,7 @@ class ModelConfig:
     analysis_blocks: int = 0  # residual blocks of g_a at each of 1/4, 1/8, 1/16 (encoder only)
     synthesis_blocks: int = 0  # residual blocks of g_s at each of 1/8, 1/4, 1/2 (decoder)
     synthesis_head: int = 0  # channels of g_s's full-resolution head (0: none; decoder)
+    synthesis_channels: int = 0  # channels of g_s (0: N; decoder)
     lambdas: tuple[float, ...] = (0.0018, 0.0045, 0.011, 0.027, 0.067, 0.16)
     # Entropy-coding tables (built at export time, see adapix.entropy.tables).
     scale_min: float = 0.11
@@ -60,7 +63,8 @@ class ModelConfig:
         ints = ("N", "M", "Nh", "scales", "groups", "ctx_hidden", "syntax_dim",
                 "postfilter_channels", "scale_levels", "symbol_max")
         for name, low in [(n, 1) for n in ints] + [("analysis_blocks", 0), ("synthesis_blocks", 0),
-                                                     ("synthesis_head", 0)]:
+                                                     ("synthesis_head", 0),
+                                                     ("synthesis_channels", 0)]:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"model config: {name} must be an integer >= {low}, got {v!r}")
@@ -80,6 +84,11 @@ class ModelConfig:
         step = self.mean_step
         if not (isinstance(step, float) and step > 0 and math.frexp(step)[0] == 0.5):
             raise ValueError("model config: mean_step must be a power of two")
+
+    @property
+    def Ns(self) -> int:
+        """Channels of the synthesis transform g_s (``synthesis_channels``, or N when 0)."""
+        return self.synthesis_channels or self.N
 
     @property
     def pad_multiple(self) -> int:

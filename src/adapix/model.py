@@ -103,7 +103,7 @@ class AdapixModel(nn.Module):
         self.log_inv_gain = nn.Parameter(-init.view(K, 1).repeat(1, cfg.M))
         self.snap = SnappedGaussian(cfg)
         # registered last, so its parameters come last (an optimiser state without them fits)
-        self.rate_mod = RateModulation(K, cfg.N) if cfg.rate_modulation else None
+        self.rate_mod = RateModulation(K, cfg.N, cfg.Ns) if cfg.rate_modulation else None
         self.gelu_lut: torch.Tensor | None = None  # entropy table, built at export
         self._fixed_key: tuple | None = None
         self._fixed: dict | None = None

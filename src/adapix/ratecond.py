@@ -9,7 +9,7 @@ output h (B, N, H, W) becomes
 
     h * scale(t) + shift(t),   scale(t) = exp(interp(log_scale, t)),  shift(t) = interp(shift, t)
 
-with tables (K, L, N) (L = 3 hidden layers per transform, N channels) interpolated linearly between
+with tables (K, L, N) (L = 3 hidden layers per transform, N channels; Ns for g_s) interpolated linearly between
 the anchors floor(t) and ceil(t), as the gains are. The tables start at zero, which is the
 identity, so a model trained without modulation gains it with the same function
 (:func:`add_rate_modulation`) and goes on training; the tables come last in the model's
@@ -29,7 +29,8 @@ from torch import nn
 
 LAYERS = 3  # hidden (GDN) layers of g_a and of g_s
 TABLES = ("a_log_scale", "a_shift", "s_log_scale", "s_shift")
-"""The parameters (K, LAYERS, N) of :class:`RateModulation`."""
+"""The parameters of :class:`RateModulation`: (K, LAYERS, N) for g_a ("a_"), (K, LAYERS, Ns)
+for g_s ("s_")."""
 PREFIX = "rate_mod."  # their keys in an AdapixModel state dict
 
 
@@ -55,13 +56,14 @@ def modulate(h: torch.Tensor, mods: tuple[torch.Tensor, torch.Tensor] | None, la
 
 
 class RateModulation(nn.Module):
-    """The modulation tables of g_a and g_s (K anchors, LAYERS hidden layers, N channels), zero
-    (the identity) at initialisation."""
+    """The modulation tables of g_a and g_s (K anchors, LAYERS hidden layers, N channels of g_a
+    and Ns of g_s, by default N), zero (the identity) at initialisation."""
 
-    def __init__(self, K: int, N: int):
+    def __init__(self, K: int, N: int, Ns: int | None = None):
         super().__init__()
         for name in TABLES:
-            setattr(self, name, nn.Parameter(torch.zeros(K, LAYERS, N)))
+            width = N if name.startswith("a_") or Ns is None else Ns
+            setattr(self, name, nn.Parameter(torch.zeros(K, LAYERS, width)))
 
     def _at(self, side: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_scale, shift = getattr(self, f"{side}_log_scale"), getattr(self, f"{side}_shift")
@@ -76,7 +78,7 @@ class RateModulation(nn.Module):
         return self._at("s", t)
 
 
-def add_rate_modulation(state: dict[str, torch.Tensor], K: int, N: int
+def add_rate_modulation(state: dict[str, torch.Tensor], K: int, N: int, Ns: int | None = None
                         ) -> dict[str, torch.Tensor]:
     """A state dict of a model without modulation made to fit one with it: the tables are added
     at the identity, so the model computes the same function. A state that has them all is
@@ -88,7 +90,7 @@ def add_rate_modulation(state: dict[str, torch.Tensor], K: int, N: int
     if len(missing) != len(keys):
         raise ValueError(f"the state has only some of the rate-modulation tables (missing "
                          f"{', '.join(missing)})")
-    return {**state, **{k: torch.zeros(K, LAYERS, N) for k in keys}}
+    return {**state, **RateModulation(K, N, Ns).state_dict(prefix=PREFIX)}
 
 
 __all__ = ["LAYERS", "PREFIX", "RateModulation", "TABLES", "add_rate_modulation", "interp_rows",

@@ -114,7 +114,9 @@ class SynthesisTransform(nn.Module):
     With ``cfg.synthesis_head`` = C > 0, a :class:`FullResHead` of C channels reads the same
     1/2-resolution features as the last layer, and its output is added to the last layer's.
 
-    ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per image) or is None;
+    Its hidden layers have ``cfg.Ns`` channels (written N here; ``model.synthesis_channels``, by
+    default g_a's N). ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per
+    image) or is None;
     ``mods`` is the optional rate modulation of the inverse GDNs' inputs, as in g_a.
     """
 
@@ -122,7 +124,7 @@ class SynthesisTransform(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        N, M = cfg.N, cfg.M
+        N, M = cfg.Ns, cfg.M
         self.body = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N),
                                   GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True))
         self.blocks = _block_groups((N, N, N), cfg.synthesis_blocks)
@@ -187,7 +189,7 @@ class SyntaxEncoder(nn.Module):
 
 @dataclass
 class GeneratedWeights:
-    synthesis_delta: torch.Tensor  # (B, N, 3, 5, 5)
+    synthesis_delta: torch.Tensor  # (B, Ns, 3, 5, 5), Ns = g_s's channels (ModelConfig.Ns)
     post_weight: torch.Tensor      # (B, 3, C, 3, 3)
     post_bias: torch.Tensor        # (B, 3)
 
@@ -200,7 +202,7 @@ class WeightGenerator(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        D, N, C = cfg.syntax_dim, cfg.N, cfg.postfilter_channels
+        D, N, C = cfg.syntax_dim, cfg.Ns, cfg.postfilter_channels
         self.hidden = nn.Sequential(nn.Linear(D, 4 * D), nn.GELU())
         self.synth = nn.Linear(4 * D, N * 3 * 25)
         self.post = nn.Linear(4 * D, 3 * C * 9 + 3)

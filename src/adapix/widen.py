@@ -1,4 +1,5 @@
-"""Function-preserving widening: a trained model with N (and M) channels -> N' >= N, M' >= M.
+"""Function-preserving widening: a trained model with N (and M) channels -> N' >= N, M' >= M,
+and the synthesis alone: Ns -> Ns' >= Ns (``ModelConfig.synthesis_channels``).
 
 A larger model need not start from scratch. Every tensor of the wide model that has a widened
 dimension gets the trained values at the old channels' new positions; the new channels start so
@@ -16,8 +17,9 @@ with zero instead of copied units):
     rate-modulation tables (K, 3, N) (adapix.ratecond), if any: the new channels at zero, the
         identity
 
-N (the channels of g_a, g_s and the generator's per-image synthesis weights, (B, N, 3, 5, 5)):
-the old channels keep their indices, the new ones come last.
+N (the channels of g_a, and of g_s unless ``synthesis_channels`` sets them apart) and Ns (g_s's
+channels and the generator's per-image synthesis weights, (B, Ns, 3, 5, 5)): the old channels keep
+their indices, the new ones come last.
 
 M (the latent y, (B, M, h, w), coded in ``groups`` channel groups of M / groups): each group
 grows by the same count at its end, so old channel c = g * Mg + o moves to g * Mg' + o (:func:`
@@ -126,7 +128,7 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                 new_sigma: float | None = None, new_latent: str = "zero"
                 ) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
-    config differs only in a larger N and/or M), computing the same function up to float
+    config differs only in a larger N, M and/or g_s width Ns), computing the same function up to float
     rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
     (freshly initialised) parameters provide the random init of the new input channels; it is
     not modified. ``new_sigma`` (> 0): the new latent channels' sigma instead of scale_min. The
@@ -142,12 +144,12 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
         raise ValueError(f"new_latent must be 'zero' or 'active', got {new_latent!r}")
     new_cfg: ModelConfig = new_model.cfg
     differ = sorted(f.name for f in dataclasses.fields(ModelConfig)
-                    if f.name not in ("N", "M", "lambdas")
+                    if f.name not in ("N", "M", "synthesis_channels", "lambdas")
                     and getattr(old, f.name) != getattr(new_cfg, f.name))
     if differ:
-        raise ValueError(f"only N and M can be widened; the configs also differ in "
-                         f"{', '.join(differ)}")
-    for name in ("N", "M"):
+        raise ValueError(f"only N, M and the synthesis channels can be widened; the configs "
+                         f"also differ in {', '.join(differ)}")
+    for name in ("N", "M", "Ns"):
         if getattr(new_cfg, name) < getattr(old, name):
             raise ValueError(f"widening needs {name} to grow, got {getattr(old, name)} -> "
                              f"{getattr(new_cfg, name)}")

@@ -287,7 +287,8 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
     wide_cfg = dataclasses.replace(base.model, N=TINY.N + 8, M=TINY.M + 8)
     run = RunConfig(model=wide_cfg, train=dataclasses.replace(base.train, init=str(src)))
     trainer = Trainer(run, resume=False, progress=False)
-    assert "widened the model from N=16, M=24 to N=24, M=32" in capsys.readouterr().out
+    assert ("widened the model from N=16, M=24, Ns=16 to N=24, M=32, Ns=24"
+            in capsys.readouterr().out)
     state = trainer.model.state_dict()
     first = state["g_a.net.0.weight"]
     assert torch.equal(first[:TINY.N], reference["model"]["g_a.net.0.weight"])
@@ -303,6 +304,7 @@ def test_init_from_a_narrower_model_widens_it_and_trains(data_dir, tmp_path, ref
         narrower = RunConfig(model=dataclasses.replace(base.model, **{name: value}),
                              train=dataclasses.replace(base.train, init=str(src)))
         with pytest.raises(ValueError, match=f"{name} \\(.* > .*\\); only .*model.M, "
+                                             "model.synthesis_channels \\(Ns\\), "
                                              "model.analysis_blocks or model.synthesis_blocks "
                                              "may grow"):
             Trainer(narrower, resume=False, progress=False)
@@ -493,13 +495,44 @@ def test_head_stage_adds_the_full_resolution_head_and_trains_only_it(data_dir, t
         Trainer(other, resume=False, progress=False)
 
 
+def test_synthesis_stage_widens_g_s_alone_and_trains_only_the_synthesis(data_dir, tmp_path,
+                                                                       reference, capsys):
+    """train.init from the 5-step run into a model with model.synthesis_channels = N + 8 and
+    stage "synthesis": g_s is widened (g_a keeps N), training moves only g_s and the generator
+    of its per-image weights (so every file keeps its bits: the encoder and the entropy models
+    are the source's, bit for bit), and a narrower g_s is refused."""
+    wide = TINY.N + 8
+    run, base, _ = init_run(data_dir, tmp_path, reference, "synth", 2, "synthesis",
+                            synthesis_channels=wide)
+    trainer = Trainer(run, resume=False, progress=False)
+    assert (f"widened the model from N=16, M=24, Ns=16 to N=16, M=24, Ns={wide}"
+            in capsys.readouterr().out)
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert state["g_s.body.0.weight"].shape[1] == wide
+    assert state["g_a.net.0.weight"].shape[0] == TINY.N
+    trainer.fit()
+    after = trainer.model.state_dict()
+    moved = {k for k in state if not torch.equal(state[k], after[k])}
+    synthesis = ("g_s.", "generator.hidden.", "generator.synth.")
+    assert moved and all(k.startswith(synthesis) for k in moved), sorted(moved)
+    assert "g_s.body.0.weight" in moved
+    unchanged = {k: v for k, v in after.items() if not k.startswith(("g_s.", "generator."))}
+    assert_same_state(unchanged, {k: reference["model"][k] for k in unchanged})
+    back = tmp_path / "synth.pt"
+    torch.save(checkpoint(tmp_path / "synth"), back)
+    narrower = RunConfig(model=base.model, train=dataclasses.replace(
+        base.train, init=str(back), out=str(tmp_path / "narrower")))
+    with pytest.raises(ValueError, match=rf"Ns \({wide} > {TINY.N}\)"):
+        Trainer(narrower, resume=False, progress=False)
+
+
 def test_analysis_blocks_cannot_grow_with_n_or_m(data_dir, tmp_path, reference):
     src = tmp_path / "src.pt"
     torch.save(reference, src)
     base = run_config(data_dir, tmp_path / "both", 1)
     run = RunConfig(model=dataclasses.replace(base.model, analysis_blocks=1, N=TINY.N + 8),
                     train=dataclasses.replace(base.train, init=str(src)))
-    with pytest.raises(ValueError, match="analysis_blocks together with N or M"):
+    with pytest.raises(ValueError, match="analysis_blocks together with N, M or Ns"):
         Trainer(run, resume=False, progress=False)
 
 
@@ -528,7 +561,7 @@ def test_main_stage_adds_synthesis_blocks_at_the_identity(data_dir, tmp_path, re
     wider = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1, M=TINY.M + 8),
                       train=dataclasses.replace(base.train, init=str(src),
                                                 out=str(tmp_path / "wider")))
-    with pytest.raises(ValueError, match="synthesis_blocks together with N or M"):
+    with pytest.raises(ValueError, match="synthesis_blocks together with N, M or Ns"):
         Trainer(wider, resume=False, progress=False)
 
 

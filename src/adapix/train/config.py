@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 from ..config import ModelConfig
 
-STAGES = ("main", "postfilter", "encoder", "head")
+STAGES = ("main", "postfilter", "encoder", "head", "synthesis")
 
 
 @dataclass
@@ -36,7 +36,8 @@ class TrainConfig:
     out: str = "runs/default"
     stage: str = "main"           # "main" (everything but the post-filter), "postfilter" (only
                                   # it), "encoder" (only the encoder side; the decoder is fixed)
-                                  # or "head" (only g_s's full-resolution head)
+                                  # "head" (only g_s's full-resolution head) or
+                                  # "synthesis" (only g_s and its weight generator)
     init: str = ""                # checkpoint or weights to start from (e.g. for stage postfilter)
     init_new_sigma: float = 0.0   # sigma of latent channels added by widening M (0: scale_min)
     init_new_latent: str = "zero"  # those channels: "zero" or "active" (adapix.widen)
