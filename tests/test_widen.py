@@ -97,7 +97,8 @@ def test_synthesis_alone_widens_to_the_same_function_and_codes_exactly():
     wide.eval()
     assert wide_cfg.Ns == TINY.N + 8 and cfg.Ns == TINY.N
     assert wide.g_a.net[0].out_channels == TINY.N and wide.g_s.body[0].out_channels == wide_cfg.Ns
-    assert wide.rate_mod.a_shift.shape[-1] == TINY.N and wide.rate_mod.s_shift.shape[-1] == wide_cfg.Ns
+    assert wide.rate_mod.a_shift.shape[-1] == TINY.N
+    assert wide.rate_mod.s_shift.shape[-1] == wide_cfg.Ns
     for m in (narrow, wide):
         build_tables(m)
     x = torch.rand(1, 3, 64, 64)
@@ -118,6 +119,22 @@ def test_synthesis_alone_widens_to_the_same_function_and_codes_exactly():
     assert (out - ref).abs().max() < 1e-5
     with pytest.raises(ValueError, match="Ns to grow"):
         widen_state(wide.state_dict(), wide_cfg, AdapixModel(cfg))
+
+
+@pytest.mark.parametrize("change", [{"N": TINY.N + 8}, {"M": TINY.M + 8},
+                                    {"synthesis_channels": TINY.N + 8}], ids=["N", "M", "Ns"])
+def test_widening_keeps_the_function_with_synthesis_blocks_and_head(change):
+    """g_s's residual blocks and full-resolution head widen with the rest (the head's first
+    layer reads g_s's channels)."""
+    cfg = dataclasses.replace(TINY, synthesis_blocks=1, synthesis_head=8)
+    narrow = trained_like(cfg)
+    wide = AdapixModel(dataclasses.replace(cfg, **change))
+    wide.load_state_dict(widen_state(narrow.state_dict(), cfg, wide))
+    wide.eval()
+    x, t = torch.rand(1, 3, 64, 64), torch.tensor([3.0])
+    with torch.no_grad():
+        assert torch.allclose(narrow(x, t).x_hat, wide(x, t).x_hat, atol=1e-5)
+    assert wide.g_s.head.up.in_channels == wide.cfg.Ns
 
 
 def test_adam_state_widens_so_the_trained_block_steps_as_before():

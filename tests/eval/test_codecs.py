@@ -7,8 +7,10 @@ A codec that is unavailable is skipped with its reason, unless the library it ne
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from adapix.container import peek_header
 from adapix.eval import codecs as C
 from adapix.eval.metrics import psnr
+from adapix.eval.results import param_key
 
 # codec -> module whose presence means "installed", so unavailability is a failure
 REQUIRED_MODULE = {
@@ -182,16 +185,66 @@ def test_adapix_codec_reports_reason_or_works(tmp_path, image64):
     assert bf.decode(data_bf).shape == image64.shape
 
 
-def test_adapix_qualities_come_from_the_environment(monkeypatch):
-    """--adapix-qualities sets the env var (so worker processes see it); bad lists are refused."""
-    monkeypatch.delenv(C.QUALITIES_ENV, raising=False)
+def test_adapix_options_are_explicit():
+    """--adapix-qualities/--adapix-weights reach the codecs as AdapixOptions; bad lists are refused."""
     assert C.AdapixCodec("balanced").params() == [5, 15, 25, 35, 50, 65, 80, 95]
-    monkeypatch.setenv(C.QUALITIES_ENV, "65,15, 35,95,15")
-    assert C.AdapixCodec("balanced").params() == [15, 35, 65, 95]
+    assert C.AdapixCodec("balanced", qualities=[65, 15, 35, 95, 15]).params() == [15, 35, 65, 95]
+    assert C.AdapixCodec("balanced", qualities="65,15, 35,95,15").params() == [15, 35, 65, 95]
     assert C.parse_qualities("12.5,40") == [12.5, 40]
     for bad in ("", "50", "a,b", "10,101", "-1,5"):
         with pytest.raises(ValueError):
             C.parse_qualities(bad)
+    for bad in ([50], [50, 50.0], [10, 101], [-1, 5], ["a", 5], [float("nan"), 5], "50"):
+        with pytest.raises(ValueError):
+            C.AdapixOptions(qualities=bad)
+    # integral qualities are ints, as parse_qualities gives them: they key the cache as "50", not "50.0"
+    opts = C.AdapixOptions(weights="w.safetensors", qualities=(95.0, 50.0, 12.5))
+    assert opts.qualities == (12.5, 50, 95) and [type(q) for q in opts.qualities] == [float, int, int]
+    assert [param_key(q) for q in opts.qualities] == ["12.5", "50", "95"]
+    assert opts == C.AdapixOptions("w.safetensors", (12.5, 50, 95)) and hash(opts)
+    assert pickle.loads(pickle.dumps(opts)) == opts  # it travels to the worker processes
+    assert C.AdapixOptions() == C.AdapixOptions(None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.qualities = (1, 2)
+    # every Adapix codec of a request gets the options; the other codecs are not affected
+    codecs = {c.name: c for c in C.get_codecs("all,adapix:fast,adapix:best+bf16", opts)}
+    for name in ("adapix", "adapix-fast", "adapix-best-bf16"):
+        assert codecs[name].params() == [12.5, 50, 95] and codecs[name].weights == "w.safetensors"
+    assert codecs["jpeg444"].params() == C.get_codec("jpeg444").params()
+    plain = C.get_codec("adapix:fast")
+    assert plain.params() == list(C.DEFAULT_QUALITIES) and plain._weights() is None
+
+
+def test_stale_adapix_environment_has_no_effect(monkeypatch, capsys):
+    """The variables through which `adapix eval` once passed its Adapix options are not read any
+    more: a stale environment changes neither the sweep, nor the model, nor the cache key."""
+    import os
+
+    from adapix.cli.eval import main
+
+    monkeypatch.delenv("ADAPIX_EVAL_QUALITIES", raising=False)
+    monkeypatch.delenv("ADAPIX_EVAL_WEIGHTS", raising=False)
+    clean = C.get_codec("adapix:fast")
+    assert clean.available() is None
+    fingerprint = clean.fingerprint(50)
+    assert "weights default" in fingerprint
+
+    monkeypatch.setenv("ADAPIX_EVAL_QUALITIES", "15,95")
+    monkeypatch.setenv("ADAPIX_EVAL_WEIGHTS", "/no/such/weights.safetensors")
+    for codec in (C.get_codec("adapix:fast"), C.AdapixCodec("fast")):
+        assert codec.params() == [5, 15, 25, 35, 50, 65, 80, 95]
+        assert codec._weights() is None
+        assert codec.available() is None  # the bogus weights path is not used
+        assert codec.fingerprint(50) == fingerprint
+    assert main(["--list", "--reference", "none"]) == 0
+    assert "quality = [5, 15, 25, 35, 50, 65, 80, 95]" in capsys.readouterr().out
+
+    # and the CLI does not set them either
+    monkeypatch.delenv("ADAPIX_EVAL_QUALITIES")
+    monkeypatch.delenv("ADAPIX_EVAL_WEIGHTS")
+    assert main(["--list", "--reference", "none", "--adapix-qualities", "20,60"]) == 0
+    assert "quality = [20, 60]" in capsys.readouterr().out
+    assert not any(k.startswith("ADAPIX_EVAL") for k in os.environ)
 
 
 def test_adapix_fingerprint_follows_the_profile_settings(monkeypatch):

@@ -192,3 +192,26 @@ def test_resolve_anchor_names():
     assert resolve_anchor(None, measured, refs) is refs["vtm"]
     assert resolve_anchor(None, measured, {}) is measured["jpeg444"]
     assert resolve_anchor("x", measured, refs) is None
+
+
+def test_adapix_options_reach_the_worker_processes(images_dir, tmp_path):
+    """--adapix-weights/--adapix-qualities travel with every job to the (spawned) workers, so
+    the workers code with that model at those qualities: the rows and their cache keys say so."""
+    from pathlib import Path
+
+    weights = str((Path(__file__).parents[1] / "fixtures" / "tiny.safetensors").resolve())
+    opts = C.AdapixOptions(weights=weights, qualities=(20.0, 80.0))
+    rep = run_eval(images_dir, "adapix:fast", tmp_path / "o", workers=2, limit_images=1,
+                   progress=False, log=lambda s: None, adapix_options=opts)
+    assert not rep.errors and rep.computed == 2
+    rows = [json.loads(line) for line in (tmp_path / "o" / "cache" / "adapix-fast.jsonl").read_text().splitlines()]
+    assert sorted(r["param"] for r in rows) == [20, 80]
+    codec = C.get_codec("adapix:fast", opts)
+    for r in rows:
+        assert f"weights {weights} " in r["fingerprint"] and "model tiny-golden " in r["fingerprint"]
+        assert r["fingerprint"] == codec.fingerprint(r["param"])
+    assert C.get_codec("adapix:fast").fingerprint(20) != codec.fingerprint(20)  # other weights
+    # a rerun in this process with the same options reuses them
+    rep2 = run_eval(images_dir, "adapix:fast", tmp_path / "o", limit_images=1, progress=False,
+                    log=lambda s: None, adapix_options=opts)
+    assert (rep2.cached, rep2.computed) == (2, 0)

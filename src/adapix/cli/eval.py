@@ -68,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _list_codecs(reference_dir: Path | None) -> None:
+def _list_codecs(reference_dir: Path | None, adapix_options=None) -> None:
     from adapix.eval.codecs import CODECS, get_codecs
 
     print("codecs (name: status; parameter sweep; description):")
-    for codec in get_codecs(list(CODECS)):
+    for codec in get_codecs(list(CODECS), adapix_options):
         try:
             reason = codec.available()
         except Exception as exc:  # noqa: BLE001
@@ -115,6 +115,25 @@ def _reference_dir(arg: str, images_dir: Path | None) -> Path | None:
     return path
 
 
+def _adapix_options(args: argparse.Namespace):
+    """``--adapix-weights`` (resolved: the path is part of the cache fingerprint) and
+    ``--adapix-qualities`` as the :class:`~adapix.eval.codecs.AdapixOptions` of the run."""
+    from adapix.eval.codecs import AdapixOptions, parse_qualities
+
+    weights = None
+    if args.adapix_weights is not None:
+        if not Path(args.adapix_weights).is_file():
+            raise ArgError(f"weights file {args.adapix_weights} does not exist")
+        weights = str(Path(args.adapix_weights).resolve())
+    qualities = None
+    if args.adapix_qualities is not None:
+        try:
+            qualities = tuple(parse_qualities(args.adapix_qualities))
+        except ValueError as exc:
+            raise ArgError(f"--adapix-qualities: {exc}") from None
+    return AdapixOptions(weights=weights, qualities=qualities)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -123,26 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help
             return int(exc.code or 0) if isinstance(exc.code, int) else 0
         images_dir = Path(args.dir) if args.dir else None
-        if args.adapix_weights is not None:
-            if not Path(args.adapix_weights).is_file():
-                raise ArgError(f"weights file {args.adapix_weights} does not exist")
-            import os
-
-            from adapix.eval.codecs import WEIGHTS_ENV
-
-            os.environ[WEIGHTS_ENV] = str(Path(args.adapix_weights).resolve())
-        if args.adapix_qualities is not None:
-            import os
-
-            from adapix.eval.codecs import QUALITIES_ENV, parse_qualities
-
-            try:
-                parse_qualities(args.adapix_qualities)
-            except ValueError as exc:
-                raise ArgError(f"--adapix-qualities: {exc}") from None
-            os.environ[QUALITIES_ENV] = args.adapix_qualities
+        adapix_options = _adapix_options(args)
         if args.list:
-            _list_codecs(_reference_dir(args.reference, images_dir))
+            _list_codecs(_reference_dir(args.reference, images_dir), adapix_options)
             return 0
         if images_dir is None:
             raise ArgError("the image folder DIR is required (or use --list)")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         from adapix.eval.codecs import get_codecs
 
         try:
-            get_codecs(args.codecs)
+            get_codecs(args.codecs, adapix_options)
         except ValueError as exc:
             raise ArgError(str(exc)) from None
     except ArgError as exc:
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             anchor=args.anchor,
             limit_images=args.limit,
             progress=not args.no_progress,
+            adapix_options=adapix_options,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

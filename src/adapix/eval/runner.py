@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .codecs import Codec, get_codec, get_codecs
+from .codecs import AdapixOptions, Codec, get_codec, get_codecs
 from .results import (
     Curve,
     Measurement,
@@ -150,16 +150,17 @@ def measure(codec: Codec, rgb: np.ndarray, param: Any, image: str = "") -> Measu
 
 
 # Per-process caches (the in-process path and every worker process have their own).
-_CODEC_CACHE: dict[str, Codec] = {}
+_CODEC_CACHE: dict[tuple[str, AdapixOptions], Codec] = {}
 _IMAGE_CACHE: dict[str, np.ndarray] = {}
 _IMAGE_CACHE_MAX = 8
 
 
-def _codec_instance(name: str) -> Codec:
-    codec = _CODEC_CACHE.get(name)
+def _codec_instance(name: str, adapix_options: AdapixOptions | None = None) -> Codec:
+    key = (name, adapix_options if adapix_options is not None else AdapixOptions())
+    codec = _CODEC_CACHE.get(key)
     if codec is None:
-        codec = get_codec(name)
-        _CODEC_CACHE[name] = codec
+        codec = get_codec(name, key[1])
+        _CODEC_CACHE[key] = codec
     return codec
 
 
@@ -173,10 +174,12 @@ def _image_array(path: str) -> np.ndarray:
     return arr
 
 
-def _job(codec_name: str, param: Any, image_path: str, image_name: str, image_sha: str) -> tuple[str, Any]:
-    """One job in a worker process (the codec is rebuilt from the registry by name)."""
+def _job(codec_name: str, adapix_options: AdapixOptions | None, param: Any, image_path: str,
+         image_name: str, image_sha: str) -> tuple[str, Any]:
+    """One job in a worker process (the codec is rebuilt from the registry by name, with the
+    options of the run: they travel with the job, not through the environment)."""
     try:
-        codec = _codec_instance(codec_name)
+        codec = _codec_instance(codec_name, adapix_options)
     except Exception as exc:  # noqa: BLE001
         return "error", f"cannot create codec {codec_name}: {type(exc).__name__}: {exc}"
     return _codec_job(codec, param, image_path, image_name, image_sha)
@@ -250,20 +253,22 @@ def run_eval(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    adapix_options: AdapixOptions | None = None,
 ) -> EvalReport:
     """Run the benchmark; see the module docstring for the outputs.
 
     ``codec_names``: list or comma-separated names, ``None``/``"all"`` = every registered codec.
     ``workers``: processes (1 = in this process). ``reference_dir``: folder of published JSON curves
     (``None`` = none). ``anchor``: measured codec or reference name for ``bdrate.md`` (``None`` =
-    ``vtm`` if present, else the first measured codec). Raises ``ValueError``/``FileNotFoundError``
+    ``vtm`` if present, else the first measured codec). ``adapix_options``: weights and qualities
+    of the Adapix codecs (``None``: the shipped model, the default qualities). Raises ``ValueError``/``FileNotFoundError``
     for bad arguments before any work is done.
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
     images_dir = Path(images_dir)
     out_dir = Path(out_dir)
-    codecs = get_codecs(codec_names)
+    codecs = get_codecs(codec_names, adapix_options)
     image_paths = list_images(images_dir, limit_images)
     if reference_dir is not None and not Path(reference_dir).is_dir():
         raise FileNotFoundError(f"reference folder {reference_dir} does not exist")
@@ -329,7 +334,8 @@ def run_eval(
         log(f"{len(jobs)} encode/decode jobs ({n_codecs} codec(s), {len(report.images)} image(s)), "
             f"{report.cached} cached, {workers} worker(s)")
         instances = {c.name: c for c in active}
-        _run_jobs(jobs, instances, have, shas, path_of, cache_dir, workers, progress, report, log)
+        _run_jobs(jobs, instances, have, shas, path_of, cache_dir, workers, progress, report, log,
+                  adapix_options)
     elif active:
         log(f"all {report.cached} results served from the cache ({cache_dir})")
 
@@ -415,6 +421,7 @@ def _run_jobs(
     progress: bool,
     report: EvalReport,
     log: Callable[[str], None],
+    adapix_options: AdapixOptions | None = None,
 ) -> None:
     from tqdm import tqdm
 
@@ -454,7 +461,8 @@ def _run_jobs(
             futures: dict[cf.Future, str] = {}
             try:
                 for codec_name, param, image in jobs:
-                    fut = pool.submit(_job, codec_name, param, path_of[image], image, shas[image])
+                    fut = pool.submit(_job, codec_name, adapix_options, param, path_of[image], image,
+                                      shas[image])
                     futures[fut] = codec_name
                 pending = set(futures)
                 while pending:

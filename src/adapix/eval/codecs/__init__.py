@@ -6,7 +6,8 @@ real file (JPEG, WebP, AVIF, HEIC, JPEG XL, a JPEG 2000 codestream, a raw H.266 
 
 A codec whose library is missing does not raise on import: :meth:`Codec.available` returns a one-line
 reason, and the runner skips it. ``CODECS`` maps codec names to factories; :func:`get_codecs` turns a
-list of names (or ``"all"``) into codec instances.
+list of names (or ``"all"``) into codec instances; the weights and qualities of the Adapix codecs
+are passed to it explicitly, as an :class:`AdapixOptions`.
 
 Modules: :mod:`.base` (interface), :mod:`.pillow` (JPEG/WebP/AVIF), :mod:`.heic`, :mod:`.jxl_j2k`
 (imagecodecs: JPEG XL/JPEG 2000), :mod:`.vvc` (ffmpeg), :mod:`.adapix_codec`, :mod:`.registry`.
@@ -14,7 +15,8 @@ Modules: :mod:`.base` (interface), :mod:`.pillow` (JPEG/WebP/AVIF), :mod:`.heic`
 
 from __future__ import annotations
 
-from .adapix_codec import QUALITIES_ENV, WEIGHTS_ENV, AdapixCodec, parse_qualities
+from .adapix_codec import (DEFAULT_QUALITIES, AdapixCodec, AdapixOptions, normalise_qualities,
+                           parse_qualities)
 from .base import Codec, _to_rgb_array, check_rgb
 from .heic import HeifHEIC
 from .jxl_j2k import ImagecodecsJ2K, ImagecodecsJXL, _imagecodecs_reason, _normalise_decoded
@@ -35,9 +37,10 @@ __all__ = [
     "ImagecodecsJ2K",
     "FFmpegVVC",
     "AdapixCodec",
-    "WEIGHTS_ENV",
-    "QUALITIES_ENV",
+    "AdapixOptions",
+    "DEFAULT_QUALITIES",
     "parse_qualities",
+    "normalise_qualities",
     "CODECS",
     "codec_names",
     "get_codecs",

@@ -7,15 +7,13 @@ import importlib
 import inspect
 import json
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from .base import Codec, _to_rgb_array, check_rgb
 
 
-WEIGHTS_ENV = "ADAPIX_EVAL_WEIGHTS"
-QUALITIES_ENV = "ADAPIX_EVAL_QUALITIES"  # comma-separated qualities (set by --adapix-qualities)
 DEFAULT_QUALITIES = (5, 15, 25, 35, 50, 65, 80, 95)
 
 
@@ -25,11 +23,46 @@ def parse_qualities(text: str) -> list[float]:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"qualities must be comma-separated numbers, got {text!r}") from None
+    return _checked_qualities(vals, text)
+
+
+def _checked_qualities(vals: list[float], given: Any) -> list[float]:
+    """``vals`` sorted, without duplicates, integral values as ``int`` (so that a quality keys the
+    result cache as it always did: ``50``, not ``50.0``); ValueError unless 2+ distinct in 0..100."""
     if len(set(vals)) < 2 or not all(0 <= v <= 100 for v in vals):
-        raise ValueError(f"need at least 2 distinct qualities in 0..100, got {text!r}")
+        raise ValueError(f"need at least 2 distinct qualities in 0..100, got {given!r}")
     return sorted(set(int(v) if v.is_integer() else v for v in vals))
-"""Environment variable with a weights file for :class:`AdapixCodec` (default: the shipped model).
-An environment variable, so that worker processes see it too (``adapix eval --adapix-weights``)."""
+
+
+def normalise_qualities(qualities: str | Iterable[float] | None) -> tuple[float, ...] | None:
+    """A quality sweep as :class:`AdapixCodec` keeps it: ``None`` (the default sweep) stays
+    ``None``; a string is read by :func:`parse_qualities`; numbers are checked the same way."""
+    if qualities is None:
+        return None
+    if isinstance(qualities, str):
+        return tuple(parse_qualities(qualities))
+    try:
+        vals = [float(v) for v in qualities]
+    except (TypeError, ValueError):
+        raise ValueError(f"qualities must be numbers, got {qualities!r}") from None
+    return tuple(_checked_qualities(vals, qualities))
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapixOptions:
+    """Options of the Adapix codecs of one evaluation (``adapix eval --adapix-weights`` and
+    ``--adapix-qualities``), passed explicitly: CLI -> :func:`~adapix.eval.runner.run_eval` ->
+    :func:`~adapix.eval.codecs.get_codecs` -> :class:`AdapixCodec` (and, pickled with every job,
+    to the worker processes). ``weights``: a weights file (``None``: the shipped model); the
+    CLI passes it resolved, as it is part of the cache fingerprint. ``qualities``: the quality
+    sweep (``None``: :data:`DEFAULT_QUALITIES`), normalised by :func:`normalise_qualities`."""
+
+    weights: str | None = None
+    qualities: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", None if self.weights is None else str(self.weights))
+        object.__setattr__(self, "qualities", normalise_qualities(self.qualities))
 
 
 class AdapixCodec(Codec):
@@ -37,20 +70,23 @@ class AdapixCodec(Codec):
 
     API used: ``adapix.api.Codec(weights)`` with ``encode(image: PIL.Image.Image, quality: float,
     profile: str) -> bytes`` and ``decode(data: bytes) -> PIL.Image.Image``; quality 0..100, higher is
-    better. ``profile=None`` uses the API's default profile. ``weights=None`` uses ``$ADAPIX_EVAL_WEIGHTS``
-    if set, else the shipped model. The model identity (``model_id`` and the weights hash) is part of
-    the cache fingerprint, so results of other weights are not reused. ``bf16=True`` encodes
-    with ``bf16=True`` (the synthesis in bfloat16, in the encoder and so in the decoder); it is
-    part of the name (``adapix-<profile>-bf16``) and of the fingerprint.
+    better. ``profile=None`` uses the API's default profile. ``weights=None`` uses the shipped model.
+    ``qualities`` is the sweep of :meth:`params` (``None``: :data:`DEFAULT_QUALITIES`; see
+    :func:`normalise_qualities`); :class:`AdapixOptions` carries both from the CLI. The model
+    identity (``model_id`` and the weights hash) is part of the cache fingerprint, so results of
+    other weights are not reused. ``bf16=True`` encodes with ``bf16=True`` (the synthesis in
+    bfloat16, in the encoder and so in the decoder); it is part of the name
+    (``adapix-<profile>-bf16``) and of the fingerprint.
     """
 
     extension = "apx"
     param_name = "quality"
 
     def __init__(self, profile: str | None = None, weights: str | None = None,
-                 bf16: bool = False):
+                 bf16: bool = False, qualities: str | Iterable[float] | None = None):
         self.profile = profile
         self.weights = weights
+        self.qualities = normalise_qualities(qualities)
         self.bf16 = bool(bf16)
         self.name = ("adapix" if profile is None else f"adapix-{profile}") + (
             "-bf16" if self.bf16 else "")
@@ -65,9 +101,7 @@ class AdapixCodec(Codec):
         return importlib.import_module("adapix.api")
 
     def _weights(self) -> str | None:
-        import os
-
-        return self.weights or os.environ.get(WEIGHTS_ENV) or None
+        return self.weights or None
 
     def available(self) -> str | None:
         try:
@@ -84,10 +118,7 @@ class AdapixCodec(Codec):
         return None
 
     def params(self) -> list:
-        import os
-
-        text = os.environ.get(QUALITIES_ENV)
-        return parse_qualities(text) if text else list(DEFAULT_QUALITIES)
+        return list(DEFAULT_QUALITIES if self.qualities is None else self.qualities)
 
     def _codec(self):
         if self._api_codec is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ...profiles import split_bf16
-from .adapix_codec import AdapixCodec
+from .adapix_codec import AdapixCodec, AdapixOptions
 from .base import Codec
 from .heic import HeifHEIC
 from .jxl_j2k import ImagecodecsJ2K, ImagecodecsJXL
@@ -26,7 +26,8 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "adapix": AdapixCodec,
 }
 """Codec name -> factory. ``adapix:<profile>`` names (and ``adapix:<profile>+bf16``, the synthesis
-in bfloat16) are also accepted by :func:`get_codecs`."""
+in bfloat16) are also accepted by :func:`get_codecs`, which builds every Adapix codec (``adapix``
+too) with its :class:`AdapixOptions`; the ``adapix`` factory here has the default options."""
 
 ALIASES = {"jpeg": "jpeg420", "jpg": "jpeg420", "j2k": "jpeg2000", "jp2": "jpeg2000", "jpegxl": "jxl",
            "h266": "vvc", "heif": "heic"}
@@ -36,9 +37,12 @@ def codec_names() -> list[str]:
     return list(CODECS)
 
 
-def _make(name: str) -> Codec:
+def _make(name: str, adapix_options: AdapixOptions | None = None) -> Codec:
+    opts = adapix_options if adapix_options is not None else AdapixOptions()
     key = name.strip().lower()
     key = ALIASES.get(key, key)
+    if key == "adapix":
+        return AdapixCodec(None, weights=opts.weights, qualities=opts.qualities)
     if key in CODECS:
         return CODECS[key]()
     if key.startswith("adapix:") or key.startswith("adapix-"):
@@ -46,13 +50,15 @@ def _make(name: str) -> Codec:
         profile, bf16 = split_bf16(profile)
         if not profile:
             raise ValueError(f"empty Adapix profile in codec name {name!r}")
-        return AdapixCodec(profile, bf16=bf16)
+        return AdapixCodec(profile, weights=opts.weights, qualities=opts.qualities, bf16=bf16)
     raise ValueError(f"unknown codec {name!r} (known: {', '.join(CODECS)}, adapix:<profile>)")
 
 
-def get_codecs(names: str | Iterable[str] | None = None) -> list[Codec]:
+def get_codecs(names: str | Iterable[str] | None = None,
+               adapix_options: AdapixOptions | None = None) -> list[Codec]:
     """Codec instances for names (a list, or a comma-separated string); ``None``/``"all"`` = every codec.
 
+    ``adapix_options``: weights and qualities of the Adapix codecs (``None``: the defaults).
     Unknown names raise ``ValueError``; duplicates are dropped. Availability is not checked here.
     """
     if names is None:
@@ -67,7 +73,7 @@ def get_codecs(names: str | Iterable[str] | None = None) -> list[Codec]:
             continue
         items = list(CODECS) if raw.lower() == "all" else [raw]
         for item in items:
-            codec = _make(item)
+            codec = _make(item, adapix_options)
             if codec.name not in seen:
                 seen.add(codec.name)
                 out.append(codec)
@@ -76,5 +82,5 @@ def get_codecs(names: str | Iterable[str] | None = None) -> list[Codec]:
     return out
 
 
-def get_codec(name: str) -> Codec:
-    return _make(name)
+def get_codec(name: str, adapix_options: AdapixOptions | None = None) -> Codec:
+    return _make(name, adapix_options)
