@@ -82,6 +82,9 @@ def test_toml_file_and_overrides(tmp_path):
     (["model.synthesis_head=-8"], None),
     (["train.stage=head"], None),  # there is no head to train (model.synthesis_head = 0)
     (["train.t_power=-1"], None),
+    (["train.crop=96"], None),  # not a multiple of 64: the first forward pass would fail
+    (["train.crop=0"], None),
+    (["train.batch=0"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),
     ([], "[model]\nwidth = 3\n"),

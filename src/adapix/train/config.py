@@ -133,6 +133,12 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in STAGES:
         raise ValueError(f"train.stage must be one of {', '.join(STAGES)}, got {train.stage!r}")
+    if train.crop <= 0 or train.crop % model.pad_multiple or train.batch < 1:
+        # the MSP model splits y (1/16) by 2x2 polyphase and h_a goes to 1/64: a crop that is no
+        # multiple of the pad multiple fails in the first forward pass
+        raise ValueError(f"train.crop must be a positive multiple of {model.pad_multiple} for "
+                         f"this model (model.scales = {model.scales}) and train.batch >= 1, got "
+                         f"crop {train.crop}, batch {train.batch}")
     if train.stage == "head" and not model.synthesis_head:
         raise ValueError("train.stage=head trains g_s's full-resolution head: set "
                          "model.synthesis_head to its channels (e.g. 32)")
