@@ -166,6 +166,16 @@ def init_run(data: Path, tmp_path: Path, reference: dict, name: str, steps: int,
     return run, base, src
 
 
+def assert_init_refused(tmp_path: Path, base: RunConfig, name: str, model, match: str) -> None:
+    """train.init from the checkpoint of run ``name`` into ``model`` is refused with ``match``."""
+    back = tmp_path / f"{name}.pt"
+    torch.save(checkpoint(tmp_path / name), back)
+    run = RunConfig(model=model, train=dataclasses.replace(base.train, init=str(back),
+                                                           out=str(tmp_path / f"{name}-again")))
+    with pytest.raises(ValueError, match=match):
+        Trainer(run, resume=False, progress=False)
+
+
 def checkpoint(out: Path) -> dict:
     return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
 
@@ -380,12 +390,7 @@ def test_init_turns_on_the_rate_modulation_at_the_identity(data_dir, tmp_path, r
     trainer.fit()
     assert any(v.abs().sum() > 0 for v in (trainer.model.rate_mod.a_shift,
                                            trainer.model.rate_mod.s_log_scale))
-    back = tmp_path / "rm.pt"
-    torch.save(checkpoint(tmp_path / "rm"), back)
-    plain = RunConfig(model=base.model, train=dataclasses.replace(base.train, init=str(back),
-                                                                  out=str(tmp_path / "plain")))
-    with pytest.raises(ValueError, match="rate_modulation"):
-        Trainer(plain, resume=False, progress=False)
+    assert_init_refused(tmp_path, base, "rm", base.model, "rate_modulation")
 
 
 def test_resume_of_a_checkpoint_older_than_a_config_field(data_dir, tmp_path, reference):
@@ -464,12 +469,7 @@ def test_encoder_stage_from_a_model_without_blocks_trains_only_the_encoder(data_
     assert any(k in moved for k in blocks) and any(k.startswith("h_a.") for k in moved)
     ck = checkpoint(tmp_path / "enc")
     assert ck["postfilter_trained"] is False  # the source's post-filter was never trained
-    back = tmp_path / "enc.pt"
-    torch.save(ck, back)
-    fewer = RunConfig(model=base.model, train=dataclasses.replace(
-        base.train, init=str(back), out=str(tmp_path / "fewer")))
-    with pytest.raises(ValueError, match=r"analysis_blocks \(1 > 0\)"):
-        Trainer(fewer, resume=False, progress=False)
+    assert_init_refused(tmp_path, base, "enc", base.model, r"analysis_blocks \(1 > 0\)")
 
 
 def test_head_stage_adds_the_full_resolution_head_and_trains_only_it(data_dir, tmp_path,
@@ -489,13 +489,8 @@ def test_head_stage_adds_the_full_resolution_head_and_trains_only_it(data_dir, t
     after = trainer.model.state_dict()
     moved = {k for k in state if not torch.equal(state[k], after[k])}
     assert moved and moved <= set(head), sorted(moved)
-    back = tmp_path / "head.pt"
-    torch.save(checkpoint(tmp_path / "head"), back)
-    other = RunConfig(model=dataclasses.replace(base.model, synthesis_head=16),
-                      train=dataclasses.replace(base.train, init=str(back),
-                                                out=str(tmp_path / "other")))
-    with pytest.raises(ValueError, match="synthesis_head"):
-        Trainer(other, resume=False, progress=False)
+    assert_init_refused(tmp_path, base, "head", dataclasses.replace(base.model, synthesis_head=16),
+                        "synthesis_head")
 
 
 def test_synthesis_stage_widens_g_s_alone_and_trains_only_the_synthesis(data_dir, tmp_path,
@@ -521,12 +516,7 @@ def test_synthesis_stage_widens_g_s_alone_and_trains_only_the_synthesis(data_dir
     assert "g_s.body.0.weight" in moved
     unchanged = {k: v for k, v in after.items() if not k.startswith(("g_s.", "generator."))}
     assert_same_state(unchanged, {k: reference["model"][k] for k in unchanged})
-    back = tmp_path / "synth.pt"
-    torch.save(checkpoint(tmp_path / "synth"), back)
-    narrower = RunConfig(model=base.model, train=dataclasses.replace(
-        base.train, init=str(back), out=str(tmp_path / "narrower")))
-    with pytest.raises(ValueError, match=rf"Ns \({wide} > {TINY.N}\)"):
-        Trainer(narrower, resume=False, progress=False)
+    assert_init_refused(tmp_path, base, "synth", base.model, rf"Ns \({wide} > {TINY.N}\)")
 
 
 def test_analysis_blocks_cannot_grow_with_n_or_m(data_dir, tmp_path, reference):
@@ -555,12 +545,7 @@ def test_main_stage_adds_synthesis_blocks_at_the_identity(data_dir, tmp_path, re
     trainer.fit()
     after = trainer.model.state_dict()
     assert any(not torch.equal(state[k], after[k]) for k in blocks)
-    back = tmp_path / "syn.pt"
-    torch.save(checkpoint(tmp_path / "syn"), back)
-    fewer = RunConfig(model=base.model, train=dataclasses.replace(
-        base.train, init=str(back), out=str(tmp_path / "fewer")))
-    with pytest.raises(ValueError, match=r"synthesis_blocks \(1 > 0\)"):
-        Trainer(fewer, resume=False, progress=False)
+    assert_init_refused(tmp_path, base, "syn", base.model, r"synthesis_blocks \(1 > 0\)")
     wider = RunConfig(model=dataclasses.replace(base.model, synthesis_blocks=1, M=TINY.M + 8),
                       train=dataclasses.replace(base.train, init=str(src),
                                                 out=str(tmp_path / "wider")))
