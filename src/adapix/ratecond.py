@@ -9,12 +9,12 @@ output h (B, N, H, W) becomes
 
     h * scale(t) + shift(t),   scale(t) = exp(interp(log_scale, t)),  shift(t) = interp(shift, t)
 
-with tables (K, L, N) (L = 3 hidden layers per transform, N channels; Ns for g_s) interpolated linearly between
-the anchors floor(t) and ceil(t), as the gains are. The tables start at zero, which is the
-identity, so a model trained without modulation gains it with the same function
-(:func:`add_rate_modulation`) and goes on training; the tables come last in the model's
-parameters, so an optimiser state of the model without them keeps its indices. Cost: one
-multiply-add per hidden activation.
+with tables (K, L, N) (L = 3 hidden layers per transform, N channels; Ns for g_s) interpolated
+linearly between the anchors floor(t) and ceil(t), as the gains are. The tables start at zero,
+which is the identity, so a model trained without modulation gains it with the same function
+(:func:`add_rate_modulation`) and goes on training; the tables come last in the model's parameters,
+so an optimiser state of the model without them keeps its indices. Cost: one multiply-add per
+hidden activation.
 
 Data flow::
 

@@ -128,16 +128,16 @@ def widen_state(state: dict[str, torch.Tensor], old: ModelConfig, new_model: nn.
                 new_sigma: float | None = None, new_latent: str = "zero"
                 ) -> dict[str, torch.Tensor]:
     """The state of a model with config ``old`` made to fit ``new_model`` (an AdapixModel whose
-    config differs only in a larger N, M and/or g_s width Ns), computing the same function up to float
-    rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s own
-    (freshly initialised) parameters provide the random init of the new input channels; it is
+    config differs only in a larger N, M and/or g_s width Ns), computing the same function up to
+    float rounding (and, for a larger M, about 1e-5 bits per new latent element). ``new_model``'s
+    own (freshly initialised) parameters provide the random init of the new input channels; it is
     not modified. ``new_sigma`` (> 0): the new latent channels' sigma instead of scale_min. The
     reconstruction stays the same, but each new element (with new_latent "zero", y = 0) costs about
-    -log2 P(|n| < 1/2) bits for n ~ N(0, new_sigma): a wide prior the channels can grow into,
-    where Adam (about lr per step on log sigma) would take tens of thousands of steps to widen
-    scale_min (used with the trainer's ``new_rate_ramp``). ``new_latent`` "active": the new
-    latent channels are not 0 but random features (:func:`_activate_new_latent`), and everything
-    that reads y ignores them at first; the reconstruction is still the same."""
+    -log2 P(|n| < 1/2) bits for n ~ N(0, new_sigma): a wide prior the channels can grow into, where
+    Adam (about lr per step on log sigma) would take tens of thousands of steps to widen scale_min
+    (used with the trainer's ``new_rate_ramp``). ``new_latent`` "active": the new latent channels
+    are not 0 but random features (:func:`_activate_new_latent`), and everything that reads y
+    ignores them at first; the reconstruction is still the same."""
     if new_sigma is not None and new_sigma <= 0:
         raise ValueError(f"new_sigma must be > 0, got {new_sigma}")
     if new_latent not in ("zero", "active"):

@@ -133,10 +133,10 @@ def trainable_parameters(model: AdapixModel, stage: str) -> list[torch.nn.Parame
     "head" only g_s's full-resolution head (``model.synthesis_head``), the rest frozen; stage
     "synthesis" only :data:`SYNTHESIS_ONLY`, so every file keeps its bits (the encoder and the
     entropy models are fixed) and only its reconstruction changes: the loss is distortion at a
-    fixed rate, and no gradient flows through g_a or the entropy models (g_s dominates the cost
-    all the same: 0.35 it/s against 0.28 for a main step, float32 on an AVX2 CPU,
-    ``scripts/step_profile.py``). Sets requires_grad accordingly and returns the trainable
-    parameters."""
+    fixed rate, and no gradient flows through g_a or the entropy models (g_s dominates the cost all
+    the same: 0.27-0.36 it/s against 0.24-0.28 for a main step, float32 on an AVX2 CPU,
+    ``scripts/step_profile.py``, docs/training.md session 29). Sets requires_grad accordingly and
+    returns the trainable parameters."""
     for name, p in model.named_parameters():
         p.requires_grad_(_trained_in(stage, name))
     return [p for p in model.parameters() if p.requires_grad]
