@@ -116,8 +116,8 @@ class SynthesisTransform(nn.Module):
 
     Its hidden layers have ``cfg.Ns`` channels (written N here; ``model.synthesis_channels``, by
     default g_a's N). ``last_delta`` has shape (B, N, 3, 5, 5) (a ConvTranspose2d weight per
-    image) or is None;
-    ``mods`` is the optional rate modulation of the inverse GDNs' inputs, as in g_a.
+    image) or is None; ``mods`` is the optional rate modulation of the inverse GDNs' inputs, as
+    in g_a.
     """
 
     AFTER = (1, 3, 5)  # the layers of ``body`` (the inverse GDNs) that each group of blocks follows

@@ -118,20 +118,17 @@ def _reference_dir(arg: str, images_dir: Path | None) -> Path | None:
 def _adapix_options(args: argparse.Namespace):
     """``--adapix-weights`` (resolved: the path is part of the cache fingerprint) and
     ``--adapix-qualities`` as the :class:`~adapix.eval.codecs.AdapixOptions` of the run."""
-    from adapix.eval.codecs import AdapixOptions, parse_qualities
+    from adapix.eval.codecs import AdapixOptions
 
     weights = None
     if args.adapix_weights is not None:
         if not Path(args.adapix_weights).is_file():
             raise ArgError(f"weights file {args.adapix_weights} does not exist")
         weights = str(Path(args.adapix_weights).resolve())
-    qualities = None
-    if args.adapix_qualities is not None:
-        try:
-            qualities = tuple(parse_qualities(args.adapix_qualities))
-        except ValueError as exc:
-            raise ArgError(f"--adapix-qualities: {exc}") from None
-    return AdapixOptions(weights=weights, qualities=qualities)
+    try:  # the options parse and check the qualities themselves
+        return AdapixOptions(weights=weights, qualities=args.adapix_qualities)
+    except ValueError as exc:
+        raise ArgError(f"--adapix-qualities: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

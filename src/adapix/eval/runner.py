@@ -261,8 +261,8 @@ def run_eval(
     ``workers``: processes (1 = in this process). ``reference_dir``: folder of published JSON curves
     (``None`` = none). ``anchor``: measured codec or reference name for ``bdrate.md`` (``None`` =
     ``vtm`` if present, else the first measured codec). ``adapix_options``: weights and qualities
-    of the Adapix codecs (``None``: the shipped model, the default qualities). Raises ``ValueError``/``FileNotFoundError``
-    for bad arguments before any work is done.
+    of the Adapix codecs (``None``: the shipped model, the default qualities). Raises
+    ``ValueError``/``FileNotFoundError`` for bad arguments before any work is done.
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
