@@ -49,11 +49,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return -10 * math.log10(float(((a.clamp(0, 1) - b) ** 2).mean()))
 
 
-def load_crops(folder: str) -> list[torch.Tensor]:
+def load_crops(folder: str, limit: int = 0) -> list[torch.Tensor]:
     """The images of ``folder`` of at least 64x64, cropped to a multiple of 64 and at most 512x384
-    from the top left, as (1, 3, H, W) in [0, 1] (also used by transform_ceiling.py)."""
+    from the top left, as (1, 3, H, W) in [0, 1] (also used by transform_ceiling.py); with
+    ``limit`` > 0 only the first ``limit`` of them (no later file is read)."""
     xs = []
     for path in list_images(folder):
+        if limit and len(xs) == limit:
+            break
         rgb = load_rgb(path, None)
         if rgb is None or min(rgb.shape[:2]) < 64:
             continue
@@ -90,7 +93,7 @@ def open_inputs(a: argparse.Namespace):
     positions = a.positions or [float(t) for t in range(K)]
     if max(positions) > K - 1:
         raise ValueError(f"this model's positions run from 0 to {K - 1}")
-    xs = load_crops(a.images)
+    xs = load_crops(a.images, getattr(a, "limit", 0))
     if not xs:
         raise ValueError(f"no image of at least 64x64 in {a.images}")
     return model, positions, xs

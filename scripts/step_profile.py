@@ -31,33 +31,16 @@ PARTS = ("forward", "backward", "clip", "optimiser")
 
 
 def time_steps(trainer: Trainer, sampler: CropSampler, steps: int, warmup: int) -> dict:
-    """{part: mean seconds} over ``steps`` training steps after ``warmup`` untimed ones, and
-    "total" (wall time per step)."""
-    cfg = trainer.cfg
-    for g in trainer.opt.param_groups:
-        g["lr"] = 1e-6
+    """{part: mean seconds} over ``steps`` training steps (``Trainer.train_step``, the step of
+    ``adapix train``) after ``warmup`` untimed ones, and "total" (wall time per step)."""
     trainer.model.train()
-    sums = dict.fromkeys(PARTS, 0.0)
+    sums: dict[str, float] = {}
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             sums, start = dict.fromkeys(PARTS, 0.0), time.perf_counter()
-        x = sampler()
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        t0 = time.perf_counter()
-        loss, _ = trainer.loss(x)
-        t1 = time.perf_counter()
-        trainer.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        t2 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(trainer.params, cfg.grad_clip)
-        t3 = time.perf_counter()
-        trainer.opt.step()
-        t4 = time.perf_counter()
-        for part, a, b in zip(PARTS, (t0, t1, t2, t3), (t1, t2, t3, t4)):
-            sums[part] += b - a
-    out = {k: v / steps for k, v in sums.items()}
+        trainer.train_step(sampler(), 1e-6, sums)
+    out = {k: sums[k] / steps for k in PARTS}
     out["total"] = (time.perf_counter() - start) / steps
     return out
 

@@ -63,7 +63,6 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    xs = xs[: a.limit] if a.limit else xs
     fitted = ", PSNR y fitted" if a.fit_steps else ""
     print(f"{len(xs)} images; t: est. bpp, PSNR rounded, PSNR unquantised{fitted} (dB), "
           "means over images")

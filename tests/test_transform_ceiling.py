@@ -46,9 +46,17 @@ def test_fitted_latent_is_at_least_the_unquantised_one(script, tiny_weights, syn
 
 
 def test_fit_report_traces_the_fit_and_limit_keeps_the_first_images(script, tiny_weights,
-                                                                    synth_image, tmp_path, capsys):
+                                                                    synth_image, tmp_path, capsys,
+                                                                    monkeypatch):
     """--fit-report prints the fitted PSNR after each step count, never falling and ending at
-    the row's own number; --limit 1 keeps one of the two images (the first, by name)."""
+    the row's own number; --limit 1 keeps one of the two images (the first, by name) and does
+    not read the other."""
+    import latent_usage  # what the script imported its loader from
+
+    read = []
+    load_rgb = latent_usage.load_rgb
+    monkeypatch.setattr(latent_usage, "load_rgb",
+                        lambda path, *rest: read.append(Path(path).name) or load_rgb(path, *rest))
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(synth_image(64, 128)).save(images / "a.png")
@@ -56,7 +64,7 @@ def test_fit_report_traces_the_fit_and_limit_keeps_the_first_images(script, tiny
     args = [str(images), "--weights", str(tiny_weights), "--positions", "4", "--fit-steps", "12"]
     assert script.main(args + ["--fit-report", "3,12,1", "--limit", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("1 images")
+    assert lines[0].startswith("1 images") and read == ["a.png"]
     trace = [line.split() for line in lines[2:]]
     assert [r[2] for r in trace] == ["1", "3", "12"]
     values = [float(r[4]) for r in trace]

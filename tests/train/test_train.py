@@ -259,6 +259,25 @@ def test_interrupt_by_sigint_then_resume_equals_uninterrupted(data_dir, tmp_path
     assert_same_checkpoint(checkpoint(out), reference)
 
 
+def test_a_non_finite_step_is_dropped_and_a_finite_one_is_timed(data_dir, tmp_path):
+    """Trainer.train_step (the step of fit and of scripts/step_profile.py): a batch that makes the
+    loss NaN changes no weight and no step count; a good batch moves the weights, counts one step
+    and adds the seconds of each part to ``times``."""
+    trainer = Trainer(run_config(data_dir, tmp_path / "run", 5), resume=False, progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    times: dict[str, float] = {}
+    bad = torch.full((2, 3, 64, 64), float("nan"))
+    assert trainer.train_step(bad, 1e-3, times) is None
+    assert trainer.step == 0 and trainer.skipped == 1 and times == {}
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+    loss, stats = trainer.train_step(torch.rand(2, 3, 64, 64), 1e-3, times)
+    assert torch.isfinite(loss) and stats["bpp"] > 0
+    assert trainer.step == 1 and trainer.opt.param_groups[0]["lr"] == 1e-3
+    assert set(times) == {"forward", "backward", "clip", "optimiser"}
+    assert all(v > 0 for v in times.values())
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+
+
 def test_resume_with_another_model_config_is_refused(data_dir, tmp_path):
     out = tmp_path / "run"
     Trainer(run_config(data_dir, out, 1), resume=False, progress=False).fit()

@@ -351,6 +351,41 @@ class Trainer:
                        postfilter=self.cfg.stage == "postfilter",
                        rate_weight=new_channel_rate_weight(self.run.model, self.cfg, self.step))
 
+    def train_step(self, x: torch.Tensor, lr: float, times: dict[str, float] | None = None
+                   ) -> tuple[torch.Tensor, dict] | None:
+        """One optimiser step on the batch ``x`` (B, 3, H, W) in [0, 1] at learning rate ``lr``:
+        forward (``loss``), backward, gradient clipping, then the optimiser, and ``self.step`` + 1.
+        Returns (loss, stats), or None when the loss or the gradient norm was not finite: such a
+        step is dropped, never applied (more than 100 of them stop training). ``times``, when
+        given, gets the seconds of each part added under "forward", "backward", "clip" and
+        "optimiser" (scripts/step_profile.py)."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x = x.to(self.device)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        loss, stats = self.loss(x)
+        t1 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        t3 = time.perf_counter()
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            self.skipped += 1
+            if self.skipped > 100:
+                raise RuntimeError("more than 100 non-finite training steps; stopping")
+            return None
+        self.opt.step()
+        self.step += 1
+        if times is not None:
+            t4 = time.perf_counter()
+            for part, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
+                               ("optimiser", t3, t4)):
+                times[part] = times.get(part, 0.0) + b - a
+        return loss, stats
+
     def fit(self) -> Path | None:
         cfg = self.cfg
         train_paths, val_paths = split_data(cfg)
@@ -380,22 +415,10 @@ class Trainer:
             while self.step < cfg.steps and not self.stop:
                 t0 = time.time()
                 lr = lr_at(cfg, self.step)
-                for g in self.opt.param_groups:
-                    g["lr"] = lr
-                x = sampler().to(self.device)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                loss, stats = self.loss(x)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                if not (torch.isfinite(loss) and torch.isfinite(norm)):
-                    self.skipped += 1  # a non-finite step is dropped, never applied
-                    if self.skipped > 100:
-                        raise RuntimeError("more than 100 non-finite training steps; stopping")
+                done = self.train_step(sampler(), lr)
+                if done is None:
                     continue
-                self.opt.step()
-                self.step += 1
+                loss, stats = done
                 self.elapsed += time.time() - t0
                 acc["loss"] += loss.item()
                 acc["bpp"] += stats["bpp"]
