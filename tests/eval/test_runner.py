@@ -153,6 +153,16 @@ def test_skips_and_failures_do_not_stop_others(small_registry, images_dir, tmp_p
     assert "Skipped: ghost" in rep.table
 
 
+def test_small_images_leave_no_ms_ssim_plot_and_say_why(small_registry, images_dir, tmp_path):
+    """Both test images are below MS-SSIM's 161 px: the MS-SSIM plot is not written, and the
+    warning says which size it needs and how many images are smaller; PSNR is unaffected."""
+    rep = run_eval(images_dir, "jpeg444", tmp_path / "o", reference_dir=None, progress=False,
+                   log=lambda s: None)
+    assert "rd_psnr.png" in rep.files and "rd_msssim.png" not in rep.files
+    (warning,) = [w for w in rep.warnings if w.startswith("rd_msssim.png")]
+    assert "at least 161 px a side" in warning and "2 of 2, e.g. a.png" in warning
+
+
 def test_bad_arguments_raise_before_work(small_registry, images_dir, tmp_path):
     with pytest.raises(ValueError, match="unknown codec"):
         run_eval(images_dir, "nope", tmp_path / "o", progress=False)

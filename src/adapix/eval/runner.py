@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import math
 import multiprocessing
 import os
 import sys
@@ -33,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .codecs import AdapixOptions, Codec, get_codec, get_codecs
+from .metrics import MS_SSIM_MIN_SIZE
 from .results import (
     Curve,
     Measurement,
@@ -372,7 +374,14 @@ def run_eval(
         if p is not None:
             report.files[fname] = p
         else:
-            report.warnings.append(f"{fname} not written: no curve with finite {what} values")
+            why = ""
+            small = sorted({m.image for m in all_rows
+                             if m.ms_ssim is None or not math.isfinite(m.ms_ssim)})
+            if what == "MS-SSIM" and small:
+                why = (f" (MS-SSIM needs at least {MS_SSIM_MIN_SIZE} px a side, and a curve's mean"
+                       f" over the images is undefined with any smaller one: {len(small)} of {n},"
+                       f" e.g. {small[0]})")
+            report.warnings.append(f"{fname} not written: no curve with finite {what} values{why}")
 
     # ---- BD-rate table
     from .bdrate import bd_table
