@@ -15,7 +15,8 @@ from PIL import Image
 from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
 from adapix.model import regrid_gains
-from adapix.train.loop import Trainer, lr_at, new_channel_rate_weight, sample_positions
+from adapix.train.loop import (Trainer, lr_at, new_channel_rate_weight, rate_scale_at, rd_loss,
+                               sample_positions)
 from adapix.widen import latent_index, new_latent_mask
 
 TOML = """
@@ -85,6 +86,9 @@ def test_toml_file_and_overrides(tmp_path):
     (["train.crop=96"], None),  # not a multiple of 64: the first forward pass would fail
     (["train.crop=0"], None),
     (["train.batch=0"], None),
+    (["train.rate_ramp=-5"], None),
+    (["train.rate_ramp=100", "train.rate_ramp_start=1.5"], None),
+    (["train.rate_ramp_start=-0.1"], None),
     ([], "[optim]\nlr = 1.0\n"),
     ([], "[train]\nunknown_key = 3\n"),
     ([], "[model]\nwidth = 3\n"),
@@ -105,6 +109,17 @@ def test_lr_schedule():
     assert lr_at(cfg, 50) == pytest.approx(1e-3)
     assert lr_at(cfg, 100) == pytest.approx(1e-4)
     assert all(lr_at(cfg, s) >= lr_at(cfg, s + 1) for s in range(10, 100))
+
+
+def test_rate_ramp_schedule():
+    """The autoencoder-first curriculum: the rate's weight rises linearly from rate_ramp_start
+    to 1 over rate_ramp steps, then stays at 1; off (always 1) by default."""
+    assert all(rate_scale_at(TrainConfig(), s) == 1.0 for s in (0, 1, 10_000))
+    cfg = TrainConfig(rate_ramp=100, rate_ramp_start=0.2)
+    assert rate_scale_at(cfg, 0) == pytest.approx(0.2)
+    assert rate_scale_at(cfg, 50) == pytest.approx(0.6)
+    assert rate_scale_at(cfg, 100) == rate_scale_at(cfg, 5000) == 1.0
+    assert all(rate_scale_at(cfg, s) < rate_scale_at(cfg, s + 1) for s in range(100))
 
 
 def test_quality_positions_uniform_by_default_and_tilted_by_t_power():
@@ -257,6 +272,31 @@ def test_interrupt_by_sigint_then_resume_equals_uninterrupted(data_dir, tmp_path
     resumed = Trainer(run_config(data_dir, out, 5), resume=True, progress=False)
     resumed.fit()
     assert_same_checkpoint(checkpoint(out), reference)
+
+
+def test_rate_ramp_scales_the_rate_term_of_the_training_loss(data_dir, tmp_path):
+    """rd_loss's rate_scale weighs the rate term alone, and with train.rate_ramp the trainer's
+    loss at step 0 is rate_ramp_start * bpp + distortion (same batch, qualities and noise)."""
+    run = run_config(data_dir, tmp_path / "run", 5)
+    ramped = dataclasses.replace(run, train=dataclasses.replace(run.train, rate_ramp=10,
+                                                                rate_ramp_start=0.25))
+    trainer = Trainer(ramped, resume=False, progress=False)
+    x = torch.rand(2, 3, 64, 64)
+    trainer.gen.manual_seed(7)
+    t = sample_positions(trainer.cfg, len(ramped.model.lambdas), 2, trainer.gen)
+
+    def loss(scale: float) -> float:
+        torch.manual_seed(0)  # the same training noise each time
+        value, stats = rd_loss(trainer.fwd, trainer.model, x, t, False, rate_scale=scale)
+        assert stats["bpp"] > 0.1  # reported unscaled
+        return float(value)
+
+    full, distortion = loss(1.0), loss(0.0)
+    assert full > distortion
+    assert loss(0.25) == pytest.approx(distortion + 0.25 * (full - distortion), rel=1e-5)
+    trainer.gen.manual_seed(7)
+    torch.manual_seed(0)
+    assert float(trainer.loss(x)[0]) == pytest.approx(loss(0.25), rel=1e-5)
 
 
 def test_a_non_finite_step_is_dropped_and_a_finite_one_is_timed(data_dir, tmp_path):

@@ -43,6 +43,8 @@ class TrainConfig:
     init_new_latent: str = "zero"  # those channels: "zero" or "active" (adapix.widen)
     new_rate_from_m: int = 0      # M the model was widened from: its new channels' rate weight
     new_rate_ramp: int = 0        # ... rises from 0 to 1 over these steps (0: off)
+    rate_ramp: int = 0            # autoencoder-first curriculum: the weight of the whole rate
+    rate_ramp_start: float = 0.0  # term rises from this to 1 over the first rate_ramp steps (0: off)
     steps: int = 200_000
     batch: int = 8
     crop: int = 256
@@ -129,6 +131,9 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
         raw.setdefault(section, {})[name] = value
     model = _apply(ModelConfig(), raw.get("model", {}), "model")
     train = _apply(TrainConfig(), raw.get("train", {}), "train")
+    if train.rate_ramp < 0 or not 0 <= train.rate_ramp_start <= 1:
+        raise ValueError(f"train.rate_ramp must be >= 0 and train.rate_ramp_start in [0, 1], got "
+                         f"{train.rate_ramp} and {train.rate_ramp_start}")
     if not 0 < train.t_power <= 4:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in STAGES:

@@ -79,22 +79,35 @@ def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
     return torch.where(new, step / cfg.new_rate_ramp, 1.0)
 
 
+def rate_scale_at(cfg: TrainConfig, step: int) -> float:
+    """The weight of the whole rate term at ``step``: ``rate_ramp_start`` rising linearly to 1
+    over the first ``rate_ramp`` steps, then 1 (always 1 when ``rate_ramp`` is 0). An
+    autoencoder-first curriculum (issue 3's recipe search): the transforms first learn to
+    reconstruct, then to pay for their bits."""
+    if not cfg.rate_ramp or step >= cfg.rate_ramp:
+        return 1.0
+    return cfg.rate_ramp_start + (1.0 - cfg.rate_ramp_start) * step / cfg.rate_ramp
+
+
 def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
             device_type: str = "cpu", postfilter: bool = False,
-            rate_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """The training objective, mean over the batch of bits / pixels + lambda(t) 255^2 MSE.
+            rate_weight: torch.Tensor | None = None, rate_scale: float = 1.0
+            ) -> tuple[torch.Tensor, dict]:
+    """The training objective, mean over the batch of rate_scale * bits / pixels + lambda(t)
+    255^2 MSE.
 
     x (B,3,H,W) in [0,1], t (B,) quality positions; ``fwd`` is the (maybe compiled or DDP-wrapped)
     forward of ``model``; ``rate_weight`` (M,) optional, each latent channel's weight in the
-    rate (new_channel_rate_weight). Returns the loss and the batch means of bpp (weighted),
-    MSE and PSNR (dB)."""
+    rate (new_channel_rate_weight); ``rate_scale`` the whole rate term's weight
+    (rate_scale_at). Returns the loss and the batch means of bpp (weighted by ``rate_weight``,
+    not by ``rate_scale``), MSE and PSNR (dB)."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         out = fwd(x, t, postfilter=postfilter, rate_weight=rate_weight)
     x_hat = out.x_hat.float()
     pixels = x.shape[2] * x.shape[3]
     bpp = out.bits.float() / pixels
     mse = ((x_hat - x) ** 2).flatten(1).mean(1)
-    loss = (bpp + model.lam(t) * 255 ** 2 * mse).mean()
+    loss = (rate_scale * bpp + model.lam(t) * 255 ** 2 * mse).mean()
     return loss, {"bpp": bpp.mean().item(), "mse": mse.mean().item(),
                   "psnr": float(-10 * torch.log10(mse.detach().clamp_min(1e-10)).mean())}
 
@@ -349,7 +362,8 @@ class Trainer:
         t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen)
         return rd_loss(self.fwd, self.model, x, t, self.bf16, self.device.type,
                        postfilter=self.cfg.stage == "postfilter",
-                       rate_weight=new_channel_rate_weight(self.run.model, self.cfg, self.step))
+                       rate_weight=new_channel_rate_weight(self.run.model, self.cfg, self.step),
+                       rate_scale=rate_scale_at(self.cfg, self.step))
 
     def train_step(self, x: torch.Tensor, lr: float, times: dict[str, float] | None = None
                    ) -> tuple[torch.Tensor, dict] | None:
@@ -467,4 +481,4 @@ class Trainer:
         return path
 
 
-__all__ = ["Trainer", "validate", "lr_at"]
+__all__ = ["Trainer", "validate", "lr_at", "rate_scale_at"]
