@@ -82,9 +82,10 @@ def add_common_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--threads", type=int, default=1)
 
 
-def open_inputs(a: argparse.Namespace):
+def open_inputs(a: argparse.Namespace, limit: int = 0):
     """(model in eval mode, positions, crops) for the parsed common arguments, with torch's
-    threads set; ValueError with the message for the user when they do not fit."""
+    threads set (``limit`` > 0: only the first ``limit`` crops, as in :func:`load_crops`);
+    ValueError with the message for the user when they do not fit."""
     torch.set_num_threads(a.threads)
     if not Path(a.images).is_dir():
         raise ValueError(f"{a.images} is not a folder")
@@ -93,7 +94,7 @@ def open_inputs(a: argparse.Namespace):
     positions = a.positions or [float(t) for t in range(K)]
     if max(positions) > K - 1:
         raise ValueError(f"this model's positions run from 0 to {K - 1}")
-    xs = load_crops(a.images, getattr(a, "limit", 0))
+    xs = load_crops(a.images, limit)
     if not xs:
         raise ValueError(f"no image of at least 64x64 in {a.images}")
     return model, positions, xs

@@ -25,9 +25,7 @@ import torch
 
 from adapix.train.config import load_run_config
 from adapix.train.data import CropSampler, list_images, load_images
-from adapix.train.loop import Trainer
-
-PARTS = ("forward", "backward", "clip", "optimiser")
+from adapix.train.loop import STEP_PARTS as PARTS, Trainer
 
 
 def time_steps(trainer: Trainer, sampler: CropSampler, steps: int, warmup: int) -> dict:

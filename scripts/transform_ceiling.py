@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         print("error: --fit-report's step counts must lie in 1 .. --fit-steps", file=sys.stderr)
         return 2
     try:
-        model, positions, xs = open_inputs(a)
+        model, positions, xs = open_inputs(a, a.limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -375,9 +375,9 @@ def run_eval(
             report.files[fname] = p
         else:
             why = ""
-            small = sorted({m.image for m in all_rows
-                             if m.ms_ssim is None or not math.isfinite(m.ms_ssim)})
-            if what == "MS-SSIM" and small:
+            small = [] if what != "MS-SSIM" else sorted(
+                {m.image for m in all_rows if m.ms_ssim is None or not math.isfinite(m.ms_ssim)})
+            if small:
                 why = (f" (MS-SSIM needs at least {MS_SSIM_MIN_SIZE} px a side, and a curve's mean"
                        f" over the images is undefined with any smaller one: {len(small)} of {n},"
                        f" e.g. {small[0]})")

@@ -79,6 +79,10 @@ def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
     return torch.where(new, step / cfg.new_rate_ramp, 1.0)
 
 
+STEP_PARTS = ("forward", "backward", "clip", "optimiser")
+"""The timed parts of :meth:`Trainer.train_step`, in order."""
+
+
 def rate_scale_at(cfg: TrainConfig, step: int) -> float:
     """The weight of the whole rate term at ``step``: ``rate_ramp_start`` rising linearly to 1
     over the first ``rate_ramp`` steps, then 1 (always 1 when ``rate_ramp`` is 0). An
@@ -371,8 +375,7 @@ class Trainer:
         forward (``loss``), backward, gradient clipping, then the optimiser, and ``self.step`` + 1.
         Returns (loss, stats), or None when the loss or the gradient norm was not finite: such a
         step is dropped, never applied (more than 100 of them stop training). ``times``, when
-        given, gets the seconds of each part added under "forward", "backward", "clip" and
-        "optimiser" (scripts/step_profile.py)."""
+        given, gets the seconds of each part of :data:`STEP_PARTS` added (scripts/step_profile.py)."""
         for g in self.opt.param_groups:
             g["lr"] = lr
         x = x.to(self.device)
@@ -394,9 +397,8 @@ class Trainer:
         self.opt.step()
         self.step += 1
         if times is not None:
-            t4 = time.perf_counter()
-            for part, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
-                               ("optimiser", t3, t4)):
+            marks = (t0, t1, t2, t3, time.perf_counter())
+            for part, a, b in zip(STEP_PARTS, marks, marks[1:]):
                 times[part] = times.get(part, 0.0) + b - a
         return loss, stats
 
@@ -481,4 +483,4 @@ class Trainer:
         return path
 
 
-__all__ = ["Trainer", "validate", "lr_at", "rate_scale_at"]
+__all__ = ["Trainer", "validate", "lr_at", "rate_scale_at", "STEP_PARTS"]
