@@ -15,8 +15,8 @@ from PIL import Image
 from adapix.config import TINY, ModelConfig
 from adapix.train.config import RunConfig, TrainConfig, load_run_config
 from adapix.model import regrid_gains
-from adapix.train.loop import (Trainer, lr_at, new_channel_rate_weight, rate_scale_at, rd_loss,
-                               sample_positions)
+from adapix.train.loop import (Trainer, lr_at, new_channel_rate_weight, position_range,
+                               rate_scale_at, rd_loss, sample_positions)
 from adapix.widen import latent_index, new_latent_mask
 
 TOML = """
@@ -123,9 +123,9 @@ def test_rate_ramp_schedule():
 
 
 def test_quality_positions_uniform_by_default_and_tilted_by_t_power():
-    def draw(**kw):
+    def draw(step=0, **kw):
         gen = torch.Generator().manual_seed(0)
-        return sample_positions(TrainConfig(**kw), 6, 20000, gen)
+        return sample_positions(TrainConfig(**kw), 6, 20000, gen, step)
 
     uniform = draw()
     assert 0 <= float(uniform.min()) and float(uniform.max()) <= 5
@@ -138,6 +138,35 @@ def test_quality_positions_uniform_by_default_and_tilted_by_t_power():
     ranged = draw(t_min=1.0, t_max=2.0, t_power=2.0)
     assert 1 <= float(ranged.min()) and float(ranged.max()) <= 2
     assert float(ranged.mean()) == pytest.approx(1 + 1 / 3, abs=0.02)  # E[u^2] = 1/3
+
+
+def test_lambda_curriculum_widens_the_range_of_positions_from_its_center():
+    def draw(step, **kw):
+        gen = torch.Generator().manual_seed(0)
+        return sample_positions(TrainConfig(**kw), 6, 5000, gen, step)
+
+    uniform = draw(0)
+    # the middle of [0, 5] at step 0, half of the range at step 50, all of it from step 100 on
+    assert torch.all(draw(0, t_ramp=100) == 2.5)
+    half = draw(50, t_ramp=100)
+    assert position_range(TrainConfig(t_ramp=100), 6, 50) == (1.25, 3.75)
+    assert torch.allclose(half, 1.25 + 2.5 * uniform / 5)  # the same uniform draws, squeezed
+    assert torch.equal(draw(100, t_ramp=100), uniform) and torch.equal(draw(999, t_ramp=100), uniform)
+    # a center at the low-quality end widens upward only; t_min and t_max still bound the range
+    low = TrainConfig(t_ramp=10, t_ramp_center=1.0, t_min=1.0, t_max=4.0)
+    assert [position_range(low, 6, s) for s in (0, 5, 10)] == [(1.0, 1.0), (1.0, 2.5), (1.0, 4.0)]
+    assert 1.0 <= float(draw(5, t_ramp=10, t_ramp_center=1.0, t_min=1.0, t_max=4.0).max()) <= 2.5
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.t_ramp=-5", "t_ramp must be >= 0"),
+    ("train.t_ramp_center=7", "t_ramp_center must be"),
+])
+def test_lambda_curriculum_settings_are_checked(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_run_config(None, ["train.t_ramp=100", override])
+    # the last anchor of the default model's 6 is position 5: a center there is fine
+    assert load_run_config(None, ["train.t_ramp=100", "train.t_ramp_center=5"]).train.t_ramp == 100
 
 
 # ---- training and exact resumption ------------------------------------------------------------
@@ -283,7 +312,7 @@ def test_rate_ramp_scales_the_rate_term_of_the_training_loss(data_dir, tmp_path)
     trainer = Trainer(ramped, resume=False, progress=False)
     x = torch.rand(2, 3, 64, 64)
     trainer.gen.manual_seed(7)
-    t = sample_positions(trainer.cfg, len(ramped.model.lambdas), 2, trainer.gen)
+    t = sample_positions(trainer.cfg, len(ramped.model.lambdas), 2, trainer.gen, 0)
 
     def loss(scale: float) -> float:
         torch.manual_seed(0)  # the same training noise each time
@@ -634,3 +663,20 @@ def test_encoder_stage_keeps_the_post_filter_it_starts_from(data_dir, tmp_path, 
         assert checkpoint(out)["postfilter_trained"] is kept
         run2 = RunConfig(model=base.model, train=dataclasses.replace(run.train, steps=2))
         assert Trainer(run2, resume=True, progress=False).postfilter_trained is kept
+
+
+def test_trainer_draws_its_qualities_from_the_curriculum_range_of_its_step(data_dir, tmp_path,
+                                                                           monkeypatch):
+    run = run_config(data_dir, tmp_path / "run", 5)
+    ramped = dataclasses.replace(run, train=dataclasses.replace(run.train, t_ramp=10,
+                                                                t_ramp_center=1.0))
+    trainer = Trainer(ramped, resume=False, progress=False)
+    seen = []
+    monkeypatch.setattr("adapix.train.loop.rd_loss", lambda fwd, model, x, t, *a, **k: seen.append(t))
+    x = torch.rand(4, 3, 64, 64)
+    trainer.loss(x)
+    trainer.step = 5
+    trainer.loss(x)
+    lo, hi = position_range(trainer.cfg, len(ramped.model.lambdas), 5)
+    assert torch.all(seen[0] == 1.0)
+    assert hi > lo and torch.all((seen[1] >= lo) & (seen[1] <= hi))

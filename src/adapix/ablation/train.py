@@ -135,7 +135,7 @@ def train_variant(variant: Variant, cfg: ModelConfig, settings: TrainSettings, d
             for g in opt.param_groups:
                 g["lr"] = lr_at(tc, step)
             x = sampler()
-            t = sample_positions(tc, len(cfg.lambdas), x.shape[0], gen)
+            t = sample_positions(tc, len(cfg.lambdas), x.shape[0], gen, step)
             loss, stats = rd_loss(model, model, x, t, bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()

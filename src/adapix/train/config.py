@@ -58,6 +58,8 @@ class TrainConfig:
     t_min: float = 0.0            # quality positions sampled in [t_min, t_max] (see t_power)
     t_max: float = -1.0           # -1: the last anchor
     t_power: float = 1.0          # t = t_min + (t_max - t_min) * u ** t_power; < 1 favours high quality
+    t_ramp: int = 0               # lambda curriculum: the range of t widens from t_ramp_center to
+    t_ramp_center: float = -1.0   # [t_min, t_max] over the first t_ramp steps (0: off; -1: middle)
     bf16: bool = True
     channels_last: bool = True
     compile: bool = True
@@ -134,6 +136,13 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
     if train.rate_ramp < 0 or not 0 <= train.rate_ramp_start <= 1:
         raise ValueError(f"train.rate_ramp must be >= 0 and train.rate_ramp_start in [0, 1], got "
                          f"{train.rate_ramp} and {train.rate_ramp_start}")
+    if train.t_ramp < 0:
+        raise ValueError(f"train.t_ramp must be >= 0, got {train.t_ramp}")
+    t_max = len(model.lambdas) - 1 if train.t_max < 0 else train.t_max
+    if train.t_ramp and train.t_ramp_center != -1.0 and not (
+            train.t_min <= train.t_ramp_center <= t_max):
+        raise ValueError(f"train.t_ramp_center must be -1 (the middle) or in [t_min, t_max] = "
+                         f"[{train.t_min}, {t_max}], got {train.t_ramp_center}")
     if not 0 < train.t_power <= 4:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in STAGES:

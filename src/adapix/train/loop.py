@@ -57,13 +57,28 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return lr
 
 
-def sample_positions(cfg: TrainConfig, anchors: int, batch: int,
-                     gen: torch.Generator) -> torch.Tensor:
-    """Quality positions t (batch,) in [t_min, t_max] (t_max < 0: the last anchor): t_min +
-    (t_max - t_min) * u ** t_power with u uniform, so t_power = 1 is uniform and t_power < 1 draws
-    the high-quality end more often (density of the fraction s: s ** (1/p - 1) / p)."""
+def position_range(cfg: TrainConfig, anchors: int, step: int) -> tuple[float, float]:
+    """The range [lo, hi] of quality positions drawn at ``step``: [t_min, t_max] (t_max < 0: the
+    last anchor), except during a lambda curriculum (``t_ramp`` > 0, issue 3's recipe search):
+    over the first ``t_ramp`` steps the range widens linearly from the single position
+    ``t_ramp_center`` (-1: the middle of [t_min, t_max]) to the whole of it, so the transforms
+    first learn one rate-distortion trade-off, then all of them."""
     t_max = anchors - 1 if cfg.t_max < 0 else cfg.t_max
-    return cfg.t_min + (t_max - cfg.t_min) * torch.rand(batch, generator=gen) ** cfg.t_power
+    if not cfg.t_ramp or step >= cfg.t_ramp:
+        return cfg.t_min, t_max
+    center = (cfg.t_min + t_max) / 2 if cfg.t_ramp_center == -1 else cfg.t_ramp_center
+    f = step / cfg.t_ramp
+    return center + (cfg.t_min - center) * f, center + (t_max - center) * f
+
+
+def sample_positions(cfg: TrainConfig, anchors: int, batch: int, gen: torch.Generator,
+                     step: int) -> torch.Tensor:
+    """Quality positions t (batch,) in [lo, hi] = ``position_range(cfg, anchors, step)``: lo +
+    (hi - lo) * u ** t_power with u uniform, so t_power = 1 is uniform and t_power < 1 draws the
+    high-quality end more often (density of the fraction s: s ** (1/p - 1) / p). One uniform
+    draw per image whatever the step, so a curriculum does not shift the generator's stream."""
+    lo, hi = position_range(cfg, anchors, step)
+    return lo + (hi - lo) * torch.rand(batch, generator=gen) ** cfg.t_power
 
 
 def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
@@ -363,7 +378,8 @@ class Trainer:
         self.stop = True
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen)
+        t = sample_positions(self.cfg, len(self.run.model.lambdas), x.shape[0], self.gen,
+                             self.step)
         return rd_loss(self.fwd, self.model, x, t, self.bf16, self.device.type,
                        postfilter=self.cfg.stage == "postfilter",
                        rate_weight=new_channel_rate_weight(self.run.model, self.cfg, self.step),
@@ -483,4 +499,4 @@ class Trainer:
         return path
 
 
-__all__ = ["Trainer", "validate", "lr_at", "rate_scale_at", "STEP_PARTS"]
+__all__ = ["Trainer", "validate", "lr_at", "rate_scale_at", "position_range", "STEP_PARTS"]
