@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -90,8 +91,14 @@ def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
     instead of staying at the zero-rate saddle where they start (docs/training.md, session 21)."""
     if not cfg.new_rate_ramp or step >= cfg.new_rate_ramp:
         return None
-    new = new_latent_mask(dataclasses.replace(model, M=cfg.new_rate_from_m), model)
-    return torch.where(new, step / cfg.new_rate_ramp, 1.0)
+    return torch.where(_new_channels(model, cfg.new_rate_from_m), step / cfg.new_rate_ramp, 1.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _new_channels(model: ModelConfig, from_m: int) -> torch.Tensor:
+    """The mask (M,) of the latent channels added by widening ``model`` from ``from_m``: built
+    once per run, not at every step of the ramp (read only: torch.where does not change it)."""
+    return new_latent_mask(dataclasses.replace(model, M=from_m), model)
 
 
 STEP_PARTS = ("forward", "backward", "clip", "optimiser")
