@@ -1,3 +1,5 @@
+import pytest
+
 from adapix.train.report import main, report
 
 HEADER = "step,hours,loss,bpp,psnr,lr,it_per_s,kind,quality,real_bpp,est_bpp,val_psnr\n"
@@ -14,7 +16,24 @@ def test_report_lists_validation_rows(tmp_path):
     assert "2.00 it/s" in text
 
 
+def test_compare_gives_the_mean_training_rows_per_window_of_common_steps(tmp_path, capsys):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(HEADER + "25,0.01,2.0,0.5,20.0,1e-4,2.0,train,,,,\n"
+                 "50,0.02,4.0,0.7,22.0,1e-4,2.0,train,,,,\n"
+                 "75,0.03,3.0,0.6,21.0,1e-4,2.0,train,,,,\n"
+                 "50,0.02,,,,,,val,10.0,0.2,0.19,21.5\n")
+    b.write_text(HEADER + "25,0.01,2.0,0.5,20.0,1e-4,2.0,train,,,,\n"
+                 "50,0.02,2.0,0.5,20.0,1e-4,2.0,train,,,,\n")  # no step 75
+    assert main([str(a), "--against", str(b), "--window", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1–50 | 2 | 3.0000 / 0.6000 / 21.000 | 2.0000 / 0.5000 / 20.000 | +50.00% |" in out
+    assert "51–" not in out  # step 75 is not in both logs
+    assert main([str(a), "--against", str(b), "--window", "0"]) == 2
+
+
 def test_report_cli_errors(tmp_path, capsys):
-    assert main([]) == 2
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main([])
+    assert usage.value.code == 2
     assert main([str(tmp_path / "missing.csv")]) == 1
     assert "error" in capsys.readouterr().err
