@@ -74,6 +74,10 @@ class TrainConfig:
     model_id: str = "adapix-dev"
     export: str = ""              # weights path written at the end (default: <out>/weights.safetensors)
 
+    def t_bounds(self, anchors: int) -> tuple[float, float]:
+        """[t_min, t_max] for a model of ``anchors`` lambda anchors (t_max < 0: the last one)."""
+        return self.t_min, (anchors - 1 if self.t_max < 0 else self.t_max)
+
 
 @dataclass
 class RunConfig:
@@ -138,11 +142,10 @@ def load_run_config(path: str | None, overrides: list[str] = ()) -> RunConfig:
                          f"{train.rate_ramp} and {train.rate_ramp_start}")
     if train.t_ramp < 0:
         raise ValueError(f"train.t_ramp must be >= 0, got {train.t_ramp}")
-    t_max = len(model.lambdas) - 1 if train.t_max < 0 else train.t_max
-    if train.t_ramp and train.t_ramp_center != -1.0 and not (
-            train.t_min <= train.t_ramp_center <= t_max):
+    t_min, t_max = train.t_bounds(len(model.lambdas))
+    if train.t_ramp and train.t_ramp_center != -1.0 and not t_min <= train.t_ramp_center <= t_max:
         raise ValueError(f"train.t_ramp_center must be -1 (the middle) or in [t_min, t_max] = "
-                         f"[{train.t_min}, {t_max}], got {train.t_ramp_center}")
+                         f"[{t_min}, {t_max}], got {train.t_ramp_center}")
     if not 0 < train.t_power <= 4:
         raise ValueError(f"train.t_power must be in (0, 4], got {train.t_power}")
     if train.stage not in STAGES:

@@ -58,18 +58,25 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return lr
 
 
+def ramp_fraction(step: int, length: int) -> float:
+    """How far a linear ramp of ``length`` steps is at ``step``: step / length, and 1 once it is
+    over or when it is off (``length`` 0). The curricula below (lambda range, rate weight, new
+    channels' rate) are all of this shape."""
+    return 1.0 if not length or step >= length else step / length
+
+
 def position_range(cfg: TrainConfig, anchors: int, step: int) -> tuple[float, float]:
     """The range [lo, hi] of quality positions drawn at ``step``: [t_min, t_max] (t_max < 0: the
     last anchor), except during a lambda curriculum (``t_ramp`` > 0, issue 3's recipe search):
     over the first ``t_ramp`` steps the range widens linearly from the single position
     ``t_ramp_center`` (-1: the middle of [t_min, t_max]) to the whole of it, so the transforms
     first learn one rate-distortion trade-off, then all of them."""
-    t_max = anchors - 1 if cfg.t_max < 0 else cfg.t_max
-    if not cfg.t_ramp or step >= cfg.t_ramp:
-        return cfg.t_min, t_max
-    center = (cfg.t_min + t_max) / 2 if cfg.t_ramp_center == -1 else cfg.t_ramp_center
-    f = step / cfg.t_ramp
-    return center + (cfg.t_min - center) * f, center + (t_max - center) * f
+    t_min, t_max = cfg.t_bounds(anchors)
+    f = ramp_fraction(step, cfg.t_ramp)
+    if f >= 1:
+        return t_min, t_max
+    center = (t_min + t_max) / 2 if cfg.t_ramp_center == -1 else cfg.t_ramp_center
+    return center + (t_min - center) * f, center + (t_max - center) * f
 
 
 def sample_positions(cfg: TrainConfig, anchors: int, batch: int, gen: torch.Generator,
@@ -89,9 +96,10 @@ def new_channel_rate_weight(model: ModelConfig, cfg: TrainConfig, step: int
     min(1, step / new_rate_ramp) for the new ones; None when no ramp is set or it is over. A
     curriculum: the new channels learn to carry information before they pay their full rate,
     instead of staying at the zero-rate saddle where they start (docs/training.md, session 21)."""
-    if not cfg.new_rate_ramp or step >= cfg.new_rate_ramp:
+    f = ramp_fraction(step, cfg.new_rate_ramp)
+    if f >= 1:
         return None
-    return torch.where(_new_channels(model, cfg.new_rate_from_m), step / cfg.new_rate_ramp, 1.0)
+    return torch.where(_new_channels(model, cfg.new_rate_from_m), f, 1.0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,9 +118,8 @@ def rate_scale_at(cfg: TrainConfig, step: int) -> float:
     over the first ``rate_ramp`` steps, then 1 (always 1 when ``rate_ramp`` is 0). An
     autoencoder-first curriculum (issue 3's recipe search): the transforms first learn to
     reconstruct, then to pay for their bits."""
-    if not cfg.rate_ramp or step >= cfg.rate_ramp:
-        return 1.0
-    return cfg.rate_ramp_start + (1.0 - cfg.rate_ramp_start) * step / cfg.rate_ramp
+    f = ramp_fraction(step, cfg.rate_ramp)
+    return 1.0 if f >= 1 else cfg.rate_ramp_start + (1.0 - cfg.rate_ramp_start) * f
 
 
 def rd_loss(fwd, model: AdapixModel, x: torch.Tensor, t: torch.Tensor, bf16: bool,
