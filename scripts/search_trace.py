@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         s = out.stats
         print(f"{name} q{args.quality:g} {args.config}: cost {s.initial_cost:.5f} -> "
               f"{s.final_cost:.5f} ({100 * (s.final_cost / s.initial_cost - 1):+.2f}%) in "
-              f"{s.seconds:.1f} s; {s.evaluations} evaluations, {s.greedy_tried} chunks tried")
+              f"{s.seconds:.1f} s; {s.evaluations} evaluations ({s.codings} codings), {s.greedy_tried} chunks tried")
         for sec, stage, it, cost in points:
             print(f"  {sec:7.1f} s  {stage:<12} {it:4d}  best {cost:.5f}")
         for k, (at, n, c) in enumerate(blocks):

@@ -159,7 +159,7 @@ def test_time_budget_zero_returns_the_unoptimised_result(model, image):
         phases=(Phase("p", iters=1000, lr=0.05),), greedy=GreedySearch(enabled=True)),
         time_budget=0)
     assert out.result.streams == ref.streams and torch.equal(out.result.x_hat, ref.x_hat)
-    assert out.stats.iterations == 0 and out.stats.evaluations == 1
+    assert out.stats.iterations == 0 and out.stats.evaluations == out.stats.codings == 1
     assert out.stats.stopped_by_budget
 
 
@@ -654,6 +654,8 @@ def test_postfilter_choice_turns_off_a_filter_that_hurts(make_model, image):
     assert out.result.postfilter is False
     assert rd_cost_of(model, out.result, xp, hw, T) <= off_cost  # never worse than fast
     assert [h[0] for h in out.stats.history[:2]] == ["start", "start-nopf"]
+    # the pair was coded once and compared twice; every other state had a coding of its own
+    assert out.stats.evaluations == len(out.stats.history) == out.stats.codings + 1
     dec = model.decompress(out.result.streams, tuple(xp.shape[-2:]), T, postfilter=False)
     assert torch.equal(dec, out.result.x_hat)
     # without the choice (preset or caller), the flag stays as given

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..eval.codecs.adapix_codec import DEFAULT_QUALITIES
 from .common import ArgError, RaisingParser, positive_int
 
 PROG = "adapix eval"
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights file for the adapix codecs (default: the shipped model)")
     p.add_argument("--adapix-qualities", default=None, metavar="LIST",
                    help="qualities of the adapix codecs, e.g. 15,35,65,95 (default: "
-                        "5,15,25,35,50,65,80,95); fewer points for the slow profiles")
+                        f"{','.join(map(str, DEFAULT_QUALITIES))}); fewer points for the slow profiles")
     p.add_argument("--list", action="store_true", help="list the codecs, their availability and parameters, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

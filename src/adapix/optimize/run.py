@@ -33,7 +33,9 @@ class OptimizeStats:
     initial_cost: float = 0.0
     final_cost: float = 0.0
     iterations: int = 0
-    evaluations: int = 0
+    evaluations: int = 0            # states compared by their true cost (:meth:`_Run.evaluate`
+    # counts 1; :meth:`_Run.evaluate_both` codes once and compares two, post-filter on and off)
+    codings: int = 0                # real coding passes behind them (evaluate_both: 1)
     greedy_tried: int = 0
     greedy_kept: int = 0
     greedy_flips: int = 0
@@ -113,7 +115,7 @@ class _Run:
         pf = self.postfilter if postfilter is None else bool(postfilter)
         t = self.t if t is None else float(t)
         st = self._consider(lat, self.model.compress_latents(lat, t, pf, self.bf16), stage, it)
-        self._timed(t1, 1)
+        self._timed(t1, states=1)
         return st
 
     def evaluate_both(self, lat: Latents, stage: str, it: int) -> tuple[_State, _State]:
@@ -123,13 +125,15 @@ class _Run:
         lat = _detach(lat)
         plain, post = self.model.compress_latents_both(lat, self.t, self.bf16)
         st = (self._consider(lat, post, stage, it), self._consider(lat, plain, stage + "-nopf", it))
-        self._timed(t1, 2)
+        self._timed(t1, states=2)
         return st
 
-    def _timed(self, t1: float, n: int) -> None:
+    def _timed(self, t1: float, states: int) -> None:
+        """Books one real coding pass, begun at ``t1``, that ``states`` states were compared from."""
         self.eval_seconds = self.clock() - t1  # kept in reserve by the budget checks
         self.stats.eval_seconds += self.eval_seconds
-        self.stats.evaluations += n
+        self.stats.evaluations += states
+        self.stats.codings += 1
 
     def _consider(self, lat: Latents, res: CodingResult, stage: str, it: int) -> _State:
         cost = rd_cost_of(self.model, res, self.x, self.hw, self.t, lam=self.lam)
