@@ -17,8 +17,10 @@ and in how many chunks they are tried (e.g. to see a pass that repeats the one b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 import torch
@@ -32,9 +34,14 @@ from adapix.model import quality_to_position  # noqa: E402
 from adapix.optimize import greedy, optimize_latents_ex  # noqa: E402
 
 
-def trace_blocks(points: list) -> None:
-    """Records (seconds, candidates, chunks) for every block the search tries, into ``points``
-    (a wrapper around the search's chunking; diagnostic only)."""
+@contextlib.contextmanager
+def trace_blocks(points: list | None):
+    """While inside, records (seconds, candidates, chunks) for every block the search tries into
+    ``points`` (a wrapper around the search's chunking, diagnostic only, removed on exit; None:
+    nothing is traced)."""
+    if points is None:
+        yield
+        return
     chunks = greedy._Flips.chunks
 
     def traced(self, n: int):
@@ -42,7 +49,8 @@ def trace_blocks(points: list) -> None:
         points.append((time.perf_counter(), len(self), len(out)))
         return out
 
-    greedy._Flips.chunks = traced
+    with mock.patch.object(greedy._Flips, "chunks", traced):
+        yield
 
 
 def main(argv=None) -> int:
@@ -65,8 +73,11 @@ def main(argv=None) -> int:
     model = Codec().model
     t = quality_to_position(model.cfg, args.quality)
     blocks: list = []
-    if args.blocks:
-        trace_blocks(blocks)
+    with trace_blocks(blocks if args.blocks else None):
+        return _trace(model, t, preset, budget, args, blocks)
+
+
+def _trace(model, t: float, preset, budget: float | None, args, blocks: list) -> int:
     for name in IMAGES[: args.images]:
         xp, hw = pad_to_multiple(crop(name), model.cfg.pad_multiple)
         t0 = time.perf_counter()
