@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from adapix import container
 from adapix.container import ApxFile
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+
+
+def load_script(name: str, monkeypatch=None) -> ModuleType:
+    """``scripts/<name>.py`` loaded as a module (the scripts are not a package). With pytest's
+    ``monkeypatch``, the scripts folder is on ``sys.path`` for the test, for scripts that import
+    a script beside them."""
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def repack(data: bytes, sections: dict | None = None, max_pixels: int | None = None,

@@ -3,21 +3,16 @@ keeps only some of the test curve's points."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+from helpers import load_script
 
 
 @pytest.fixture
 def script():
-    spec = importlib.util.spec_from_file_location("bd_vs_measured", SCRIPTS / "bd_vs_measured.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bd_vs_measured")
 
 
 def _write(path: Path, params, bpp, psnr) -> None:

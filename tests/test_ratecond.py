@@ -6,8 +6,6 @@ turning it on for a trained checkpoint) applies it the same way."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +21,10 @@ from adapix.ratecond import LAYERS, PREFIX, TABLES, add_rate_modulation, interp_
 from adapix.train.loop import trainable_parameters
 from adapix.weights import export_weights, load_weights
 from adapix.widen import append_adam_params, widen_state
+from helpers import load_script
 
 RM = dataclasses.replace(TINY, rate_modulation=True)
 K = len(TINY.lambdas)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -172,10 +170,7 @@ def test_append_adam_params_keeps_the_old_states():
 
 
 def test_checkpoint_script_turns_it_on_with_the_adam_state(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("widen_checkpoint",
-                                                  ROOT / "scripts" / "widen_checkpoint.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("widen_checkpoint")
     model = AdapixModel(TINY)
     opt = _adam_after_one_step(model)
     ck = {"model": model.state_dict(), "opt": opt.state_dict(), "step": 7, "elapsed": 1.0,

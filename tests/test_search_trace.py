@@ -3,24 +3,17 @@ only inside its context and leaves the search as it was afterwards."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from adapix.optimize import greedy
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+from helpers import load_script
 
 
 @pytest.fixture
 def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports tune_profiles from beside it
-    spec = importlib.util.spec_from_file_location("search_trace", SCRIPTS / "search_trace.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("search_trace", monkeypatch)  # it imports tune_profiles from beside it
 
 
 def _flips(n: int) -> greedy._Flips:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +9,12 @@ import pytest
 from PIL import Image
 
 from adapix.config import TINY
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+from helpers import load_script
 
 
 @pytest.fixture
 def script():
-    spec = importlib.util.spec_from_file_location("step_profile", SCRIPTS / "step_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("step_profile")
 
 
 @pytest.fixture

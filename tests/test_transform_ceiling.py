@@ -3,23 +3,16 @@ quality position, on the tiny model."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from PIL import Image
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+from helpers import load_script
 
 
 @pytest.fixture
 def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports latent_usage from beside it
-    spec = importlib.util.spec_from_file_location("transform_ceiling",
-                                                  SCRIPTS / "transform_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("transform_ceiling", monkeypatch)  # it imports latent_usage from beside it
 
 
 def test_fitted_latent_is_at_least_the_unquantised_one(script, tiny_weights, synth_image,

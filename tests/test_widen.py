@@ -4,9 +4,7 @@ function and can learn with its new channels."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +16,7 @@ from adapix.train.loop import trainable_parameters
 from adapix.weights import build_tables, export_weights
 from adapix.widen import (index_maps, latent_index, new_latent_mask, widen_adam_state,
                           widen_state)
+from helpers import load_script
 
 
 def trained_like(cfg, seed=0) -> AdapixModel:
@@ -250,10 +249,7 @@ def test_adam_state_follows_the_latent_layout(m_widened):
 
 
 def test_checkpoint_script_widens_m_with_the_adam_state(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "widen_checkpoint", Path(__file__).parents[1] / "scripts" / "widen_checkpoint.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("widen_checkpoint")
     model = trained_like(TINY)
     opt = torch.optim.Adam(trainable_parameters(model, "main"), lr=1e-3)
     x = torch.rand(1, 3, 64, 64)
@@ -278,10 +274,7 @@ def test_checkpoint_script_widens_m_with_the_adam_state(tmp_path):
 def test_latent_usage_script_finds_the_new_channels_unused(m_widened, synth_image, tmp_path,
                                                            capsys):
     """scripts/latent_usage.py on a model just widened in M: the new channels are all 0."""
-    spec = importlib.util.spec_from_file_location(
-        "latent_usage", Path(__file__).parents[1] / "scripts" / "latent_usage.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("latent_usage")
     _, wide = m_widened
     weights = tmp_path / "wide.safetensors"
     export_weights(wide, weights, "tiny-wide", fp16=False)
