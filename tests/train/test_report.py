@@ -16,6 +16,23 @@ def test_report_lists_validation_rows(tmp_path):
     assert "2.00 it/s" in text
 
 
+def test_report_gives_the_speed_without_validation_rows(tmp_path):
+    """A log without validation (e.g. a post-filter stage) still reports its speeds: mean,
+    median and the 10th-90th percentile range of the logged it/s."""
+    log = tmp_path / "log.csv"
+    log.write_text(HEADER + "".join(f"{25 * k},0.01,3.0,0.5,20.0,1e-4,{v},train,,,,\n"
+                                    for k, v in enumerate((1.0, 2.0, 3.0, 4.0, 10.0), 1)))
+    text = report(str(log))
+    assert text.startswith("no validation rows yet")
+    assert "mean training speed over the log: 4.00 it/s (median 3.00, 10-90%: 1.40-7.60)" in text
+    one = tmp_path / "one.csv"
+    one.write_text(HEADER + "25,0.01,3.0,0.5,20.0,1e-4,2.5,train,,,,\n")
+    assert "2.50 it/s (median 2.50, 10-90%: 2.50-2.50)" in report(str(one))
+    empty = tmp_path / "empty.csv"
+    empty.write_text(HEADER)
+    assert report(str(empty)) == "no validation rows yet"
+
+
 def test_compare_gives_the_mean_training_rows_per_window_of_common_steps(tmp_path, capsys):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_text(HEADER + "25,0.01,2.0,0.5,20.0,1e-4,2.0,train,,,,\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 from collections import defaultdict
 
@@ -29,8 +30,9 @@ def report(path: str) -> str:
                 hours[step] = float(r["hours"])
             elif r["it_per_s"]:
                 speed.append(float(r["it_per_s"]))
+    tail = [] if not speed else ["", _speed_line(speed)]
     if not rows:
-        return "no validation rows yet"
+        return "\n".join(["no validation rows yet", *tail])
     qs = sorted({q for v in rows.values() for q in v})
     head = "| step | train hours | " + " | ".join(f"q{q:g}: bpp (est) / PSNR" for q in qs) + " |"
     lines = [head, "|" + "---|" * (2 + len(qs))]
@@ -40,10 +42,15 @@ def report(path: str) -> str:
             b, e, p = rows[step].get(q, (float("nan"),) * 3)
             cells.append(f"{b:.3f} ({e:.3f}) / {p:.2f} dB")
         lines.append(f"| {step} | {hours[step]:.2f} | " + " | ".join(cells) + " |")
-    if speed:
-        lines.append("")
-        lines.append(f"mean training speed over the log: {sum(speed) / len(speed):.2f} it/s")
-    return "\n".join(lines)
+    return "\n".join(lines + tail)
+
+
+def _speed_line(speed: list[float]) -> str:
+    """The mean of the logged speeds (it/s), their median and the 10th-90th percentile range."""
+    deciles = statistics.quantiles(speed, n=10, method="inclusive") if len(speed) > 1 else speed * 9
+    lo, hi = deciles[0], deciles[-1]
+    return (f"mean training speed over the log: {statistics.fmean(speed):.2f} it/s "
+            f"(median {statistics.median(speed):.2f}, 10-90%: {lo:.2f}-{hi:.2f})")
 
 
 def _train_rows(path: str) -> dict[int, tuple[float, float, float]]:
