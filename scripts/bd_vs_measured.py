@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from adapix.eval.bdrate import bd_psnr, bd_rate
+from adapix.eval.codecs import parse_qualities
 
 
 def _diff_at(bpp: list[float], psnr: list[float], rate: float, value: float) -> str:
@@ -35,6 +36,7 @@ def only_params(doc: dict, params: list[float]) -> dict:
     """The ``results`` of an ``adapix eval`` JSON ``doc`` at the parameters ``params`` only (its
     ``meta.params`` name each point); ValueError if one of them is not in the curve."""
     have = [float(p) for p in doc.get("meta", {}).get("params", [])]
+    params = [float(p) for p in params]
     missing = [p for p in params if p not in have]
     if missing:
         raise ValueError(f"no point at parameter(s) {missing} (the curve has {have})")
@@ -61,13 +63,12 @@ def main(argv: list[str]) -> int:
     def load(name: str) -> dict:
         return doc(name)["results"]
 
-    t = load(test)
-    if args.params is not None:
-        try:
-            t = only_params(doc(test), [float(v) for v in args.params.split(",") if v.strip()])
-        except ValueError as exc:
-            print(f"error: --params: {exc}", file=sys.stderr)
-            return 2
+    t = doc(test)
+    try:
+        t = t["results"] if args.params is None else only_params(t, parse_qualities(args.params))
+    except ValueError as exc:
+        print(f"error: --params: {exc}", file=sys.stderr)
+        return 2
     print(f"{test}: bpp " + " ".join(f"{v:.3f}" for v in t["bpp"]))
     print(f"{test}: PSNR " + " ".join(f"{v:.2f}" for v in t["psnr-rgb"]))
     if t.get("encoding_time") and t.get("decoding_time"):

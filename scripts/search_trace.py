@@ -20,8 +20,8 @@ import argparse
 import contextlib
 import sys
 import time
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import torch
 

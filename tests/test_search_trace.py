@@ -3,7 +3,6 @@ only inside its context and leaves the search as it was afterwards."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

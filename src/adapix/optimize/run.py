@@ -28,14 +28,15 @@ class _State:
 
 @dataclass
 class OptimizeStats:
-    """What :func:`optimize_latents_ex` did (for reports and tests)."""
+    """What :func:`optimize_latents_ex` did (for reports and tests). ``evaluations``: states
+    compared by their true cost; ``codings``: the real coding passes behind them (one each, but
+    :meth:`_Run.evaluate_both` codes once and compares two, the post-filter on and off)."""
 
     initial_cost: float = 0.0
     final_cost: float = 0.0
     iterations: int = 0
-    evaluations: int = 0            # states compared by their true cost (:meth:`_Run.evaluate`
-    # counts 1; :meth:`_Run.evaluate_both` codes once and compares two, post-filter on and off)
-    codings: int = 0                # real coding passes behind them (evaluate_both: 1)
+    evaluations: int = 0
+    codings: int = 0
     greedy_tried: int = 0
     greedy_kept: int = 0
     greedy_flips: int = 0

@@ -47,8 +47,8 @@ def report(path: str) -> str:
 
 def _speed_line(speed: list[float]) -> str:
     """The mean of the logged speeds (it/s), their median and the 10th-90th percentile range."""
-    deciles = statistics.quantiles(speed, n=10, method="inclusive") if len(speed) > 1 else speed * 9
-    lo, hi = deciles[0], deciles[-1]
+    q = statistics.quantiles(speed, n=10, method="inclusive") if len(speed) > 1 else speed
+    lo, hi = q[0], q[-1]
     return (f"mean training speed over the log: {statistics.fmean(speed):.2f} it/s "
             f"(median {statistics.median(speed):.2f}, 10-90%: {lo:.2f}-{hi:.2f})")
 

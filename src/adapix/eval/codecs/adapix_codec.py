@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 from typing import Any, Iterable
@@ -99,9 +98,6 @@ class AdapixCodec(Codec):
         self._api_codec = None
         self._load_error: str | None = None
 
-    def _module(self):
-        return importlib.import_module("adapix.api")
-
     def _weights(self) -> str | None:
         return self.weights or None
 
@@ -118,9 +114,10 @@ class AdapixCodec(Codec):
 
     def _codec(self):
         if self._api_codec is None:
+            from adapix.api import Codec as ApiCodec  # here: PyTorch only when Adapix is used
+
             weights = self._weights()
-            cls = self._module().Codec
-            self._api_codec = cls(weights) if weights else cls()
+            self._api_codec = ApiCodec(weights) if weights else ApiCodec()
         return self._api_codec
 
     def encode(self, rgb: np.ndarray, param: Any) -> bytes:
